@@ -1,0 +1,31 @@
+# make test: fresh Debian machine (as root) -> fluidsynth, .venv, pinned requirements, the package, pytest.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -n 2
+
+.PHONY: test install system-deps clean
+
+system-deps:
+	@command -v fluidsynth >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends fluidsynth; \
+	  else \
+	    echo "fluidsynth is missing: run 'sudo apt-get install -y --no-install-recommends fluidsynth'"; exit 1; \
+	  fi; }
+
+$(STAMP): requirements.txt requirements-test.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,49 @@
+"""Pieces shared by every config file: variant parsing, mesh, optimiser and checkpoint defaults.
+
+Config files are ml_collections `get_config(arg)` functions; `arg` names a variant (`tiny`, `base`,
+`paper`, ...). Every value can be overridden on the command line, e.g. `--config.train.batch_size=64`.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_variant(arg: str | None, variants: tuple[str, ...], default: str) -> str:
+    """Returns the variant named by `arg` (None or "" -> default); raises on an unknown name."""
+    name = arg or default
+    if name not in variants:
+        raise ValueError(f"unknown config variant {name!r}; choose one of {', '.join(variants)}")
+    return name
+
+
+def mesh_config(data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
+    """Device mesh sizes; -1 means 'all remaining devices'. fsdp=1 is plain data parallelism."""
+    return ml_collections.ConfigDict({"data": data, "fsdp": fsdp})
+
+
+def train_config(**overrides) -> ml_collections.ConfigDict:
+    """Optimiser, EMA, schedule, logging and checkpoint defaults shared by the CAE and the LDM."""
+    cfg = ml_collections.ConfigDict(
+        {
+            "seed": 0,
+            "batch_size": 8,
+            "num_steps": 1000,
+            "optimizer": "adamw",
+            "lr": 1e-4,
+            "lr_schedule": "cosine",  # "cosine" | "constant"
+            "warmup_steps": 100,
+            "final_lr_ratio": 0.01,
+            "b1": 0.9,
+            "b2": 0.999,
+            "weight_decay": 0.0,
+            "grad_clip": 1.0,
+            "ema_decay": 0.999,
+            "compute_dtype": "float32",  # "bfloat16" on accelerators; params stay float32
+            "log_every": 50,
+            "eval_every": 1000,
+            "ckpt_every": 1000,
+            "keep_checkpoints": 3,
+        }
+    )
+    cfg.update(overrides)
+    return cfg

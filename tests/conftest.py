@@ -1,0 +1,6 @@
+"""Test-wide settings: CPU only, deterministic, JAX configured before anything imports TensorFlow."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

@@ -17,8 +17,11 @@ def parse_variant(arg: str | None, variants: tuple[str, ...], default: str) -> s
 
 
 def mesh_config(data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
-    """Device mesh sizes; -1 means 'all remaining devices'. fsdp=1 is plain data parallelism."""
-    return ml_collections.ConfigDict({"data": data, "fsdp": fsdp})
+    """Device mesh sizes; -1 means 'all remaining devices'. fsdp=1 is plain data parallelism.
+
+    min_fsdp_size: arrays with fewer values than this stay replicated (sharding them costs more than it saves).
+    """
+    return ml_collections.ConfigDict({"data": data, "fsdp": fsdp, "min_fsdp_size": 2**14})
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
@@ -43,6 +46,14 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             "eval_every": 1000,
             "ckpt_every": 1000,
             "keep_checkpoints": 3,
+            "keep_best": 1,  # also keep the n checkpoints with the lowest validation loss (EMA params)
+            "async_checkpoints": True,
+            "eval_batches": 4,  # validation batches per evaluation (the same ones every time)
+            "tensorboard": True,  # tf.summary events beside metrics.jsonl
+            "peak_flops": 0.0,  # per-device peak FLOP/s for MFU; 0 = look up the device kind
+            "sample_every": 0,  # LDM: decode a few validation contexts to audio every N steps; 0 = off
+            "sample_count": 2,  # LDM: how many validation examples to sample
+            "sample_cae": "",  # LDM: CAE workdir or release dir used to decode samples to audio
         }
     )
     cfg.update(overrides)

@@ -83,15 +83,15 @@ def make_manager(workdir: str | epath.Path, train: ml_collections.ConfigDict, *,
         ocp.checkpoint_managers.PreemptionCheckpointingPolicy(),
     ])
     keep = [ocp.checkpoint_managers.LatestN(n=int(train.keep_checkpoints))]
-    if int(train.get("keep_best", 1)) > 0:
+    if int(train.keep_best) > 0:
         # BestN keeps the last n after an ascending sort; reverse=True puts the lowest loss last.
         keep.append(ocp.checkpoint_managers.BestN(
             get_metric_fn=lambda metrics: metrics["val_loss"], reverse=True,
-            n=int(train.get("keep_best", 1)), keep_checkpoints_without_metrics=False))
+            n=int(train.keep_best), keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         save_decision_policy=save_policy,
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(keep),
-        enable_async_checkpointing=bool(train.get("async_checkpoints", True)),
+        enable_async_checkpointing=bool(train.async_checkpoints),
         read_only=read_only,
         create=not read_only,
     )

@@ -6,9 +6,10 @@ The trace term is computed as tr(sqrt(M)) with the symmetric M = sqrt(S_a) S_b s
 same eigenvalues as S_a S_b. Both square roots come from `eigh` of symmetric positive semi-definite
 matrices, so rank-deficient covariances (fewer samples than dimensions) are fine: their zero
 eigenvalues stay zero instead of feeding a general `sqrtm` that can return NaN or complex junk.
-Rounding can leave eigenvalues of M slightly below zero; their square roots are the "imaginary part"
-a complex `sqrtm` would report. We drop that part when it is tiny relative to the real part and raise
-when it is not, so the result is always a finite real float.
+Eigenvalues within rounding noise of zero (|w| <= dim * eps * max|w|) are set to exactly zero, since
+sqrt(1e-16) = 1e-8 would otherwise add visible error. Eigenvalues of M clearly below zero would have
+imaginary square roots (the "imaginary part" a complex `sqrtm` reports): we drop that part when it is
+tiny relative to the real part and raise when it is not, so the result is always a finite real float.
 """
 from __future__ import annotations
 
@@ -23,10 +24,19 @@ def gaussian_fit(x: np.ndarray, name: str = "embeddings") -> tuple[np.ndarray, n
     return x.mean(axis=0), np.cov(x, rowvar=False, ddof=1).reshape(x.shape[1], x.shape[1])
 
 
+def _rounding_floor(eig: np.ndarray) -> float:
+    """Eigenvalues with magnitude below this are rounding noise: exact zeros of a rank-deficient matrix.
+
+    Their square roots (about 1e-8 for noise of 1e-16) would otherwise add up to visible error.
+    """
+    return float(eig.shape[0] * np.finfo(np.float64).eps * np.abs(eig).max(initial=0.0))
+
+
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric PSD matrix; negative rounding eigenvalues are set to 0."""
     w, v = np.linalg.eigh((sigma + sigma.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    w[w <= _rounding_floor(w)] = 0.0
+    return (v * np.sqrt(w)) @ v.T
 
 
 def trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray, imag_tol: float = 1e-3) -> float:
@@ -39,8 +49,9 @@ def trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray, imag_tol: float
     root_a = _psd_sqrt(sigma_a)
     m = root_a @ sigma_b @ root_a
     eig = np.linalg.eigvalsh((m + m.T) / 2)
-    real = float(np.sqrt(eig[eig > 0]).sum())
-    imag = float(np.sqrt(-eig[eig < 0]).sum())
+    floor = _rounding_floor(eig)
+    real = float(np.sqrt(eig[eig > floor]).sum())
+    imag = float(np.sqrt(-eig[eig < -floor]).sum())
     if imag > imag_tol * max(real, np.finfo(np.float64).tiny):
         raise ValueError(
             f"fad: matrix square root has a large imaginary part ({imag:.3g} vs real {real:.3g}); "

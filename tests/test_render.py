@@ -1,0 +1,75 @@
+"""The demo-set renderer: files, rate, lengths, metadata, instrument pools and determinism per seed."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diffariff_jax.data import render
+
+SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    index = render.render_dataset(out, num_songs=2, seed=3, seconds_max=SECONDS, workers=2)
+    return out, index
+
+
+def test_files_rate_and_metadata(rendered):
+    out, index = rendered
+    assert json.loads((out / "index.json").read_text()) == index
+    assert len(index["songs"]) == 2 and index["sample_rate"] == 48000
+    expected = int(round((SECONDS + render.TAIL_SECONDS) * 48000))
+    for entry in index["songs"]:
+        meta = json.loads((out / entry["dir"] / "metadata.json").read_text())
+        assert meta["num_samples"] == expected and meta["seed"] == 3
+        assert [s["instrument"] for s in meta["stems"]] == [s["instrument"] for s in entry["stems"]]
+        assert len(meta["stems"]) >= 2
+        assert len({s["program"] for s in meta["stems"]}) == len(meta["stems"])  # no repeats in a song
+        # exactly one part (the lowest) plays a bass-pool instrument; every part's comes from its pool
+        assert [s["register"] for s in meta["stems"]].count("bass") == 1
+        for s in meta["stems"]:
+            assert (s["program"], s["instrument"], s["family"]) in render.INSTRUMENT_POOLS[s["register"]]
+        mix = 0.0
+        for s in meta["stems"]:
+            wav, sr = sf.read(out / entry["dir"] / s["file"], dtype="float32")
+            assert sr == 48000 and wav.ndim == 1 and wav.size == expected
+            assert np.sqrt(np.mean(wav ** 2)) > 1e-3  # audible
+            mix = mix + wav
+        assert np.max(np.abs(mix)) <= render.MIX_PEAK + 1e-3
+
+
+def test_song_depends_only_on_seed_and_index(rendered, tmp_path):
+    out, index = rendered
+    works = render.list_works()
+    order = np.random.default_rng(3).permutation(len(works))
+    meta = render.render_song(1, works[order[1]], tmp_path, 3, render.default_soundfont(), SECONDS)
+    first = index["songs"][1]
+    assert meta["song_id"] == first["song_id"]
+    for s in meta["stems"]:
+        a, _ = sf.read(tmp_path / meta["song_id"] / s["file"])
+        b, _ = sf.read(out / first["dir"] / s["file"])
+        np.testing.assert_array_equal(a, b)
+    other = render.render_song(1, works[order[1]], tmp_path / "s4", 4, render.default_soundfont(), SECONDS)
+    assert (other["bpm"], other["transpose"], [s["program"] for s in other["stems"]]) != (
+        meta["bpm"], meta["transpose"], [s["program"] for s in meta["stems"]])
+
+
+def test_single_part_score_is_skipped(tmp_path, caplog):
+    from music21 import note, stream
+
+    part = stream.Part([note.Note("C4", quarterLength=1.0), note.Note("E4", quarterLength=1.0)])
+    path = tmp_path / "works" / "solo.xml"
+    path.parent.mkdir()
+    stream.Score([part]).write("musicxml", fp=str(path))
+    assert render.render_song(0, str(path), tmp_path / "out", 0, render.default_soundfont(), 1.0) is None
+    assert "need 2" in caplog.text and "solo.xml" in caplog.text
+
+
+def test_cli_rejects_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit):
+        render.main(["--out", str(tmp_path), "--num-songs", "0"])
+    with pytest.raises(FileNotFoundError, match="nope.sf2"):
+        render.render_dataset(tmp_path, 1, soundfont=tmp_path / "nope.sf2")

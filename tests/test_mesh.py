@@ -61,6 +61,6 @@ def test_make_global_batch_values_and_sharding():
 
 
 def test_maybe_initialize_distributed_is_a_no_op_on_one_host(monkeypatch):
-    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES"):
+    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "DIFFARIFF_DISTRIBUTED"):
         monkeypatch.delenv(name, raising=False)
     assert mesh_lib.maybe_initialize_distributed() is False

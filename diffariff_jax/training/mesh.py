@@ -100,7 +100,7 @@ def per_host_batch_size(global_batch_size: int) -> int:
 
 def _multihost_env() -> bool:
     """True when the environment describes a multi-process job JAX can join (SLURM, TPU pod, explicit)."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("DIFFARIFF_DISTRIBUTED") == "1":
         return True
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
         return True
@@ -112,7 +112,8 @@ def maybe_initialize_distributed(coordinator_address: str | None = None, num_pro
     """Calls jax.distributed.initialize() for multi-process runs; returns whether it did.
 
     Explicit arguments win; otherwise JAX_COORDINATOR_ADDRESS (+ JAX_NUM_PROCESSES, JAX_PROCESS_ID), a
-    multi-task SLURM step or a multi-worker TPU slice trigger JAX's own cluster detection. Must run before
+    multi-task SLURM step, a multi-worker TPU slice or DIFFARIFF_DISTRIBUTED=1 (set by launch/tpu_train.sh)
+    trigger JAX's own cluster detection. Must run before
     anything touches a JAX backend. CPU runs use gloo collectives.
     """
     coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or None

@@ -2,7 +2,7 @@
 
 The embedder is duck-typed (so the metrics never import torch): it needs `name`, `dim`, `sample_rate`,
 `window_seconds` and `embed_audio(wavs: [batch, samples]) -> [batch, dim]`; an optional `checkpoint`
-attribute is recorded too. Each clip is downmixed to mono, resampled to the embedder's rate and cut
+attribute (path or hub revision) is recorded too, else the name stands for it. Each clip is downmixed to mono, resampled to the embedder's rate and cut
 into windows of `window_seconds`, `hop_seconds` apart; the last window is aligned to the clip's end so
 no audio is dropped and no silence is padded in. A clip shorter than one window is repeated up to one
 window (the padding CLAP's own feature extractor uses). Windows of all clips are embedded in batches of
@@ -32,7 +32,7 @@ def embedder_info(embedder: Any, hop_seconds: float | None = None) -> dict[str, 
     check_embedder(embedder)
     return {
         "name": str(embedder.name),
-        "checkpoint": str(getattr(embedder, "checkpoint", embedder.name)),
+        "checkpoint": str(getattr(embedder, "checkpoint", None) or embedder.name),
         "dim": int(embedder.dim),
         "sample_rate": int(embedder.sample_rate),
         "window_seconds": float(embedder.window_seconds),

@@ -1,0 +1,92 @@
+"""Pure TensorFlow ops for stem mixing: crops, silence tests, gains, loudness normalisation, mixing.
+
+Every random op is stateless: it takes a `seed` tensor of shape [2] (int32/int64), so an example's
+randomness depends only on its seed, whatever tf.data's parallelism. Loudness is RMS level in dBFS
+(no K-weighting): cheap, and what matters here is the level of a pair relative to a fixed reference.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+# TF must never take an accelerator: JAX owns them (set before any TF op runs).
+tf.config.set_visible_devices([], "GPU")
+
+_EPS = 1e-10
+
+
+def fold_seed(seed: tf.Tensor, k: int) -> tf.Tensor:
+    """An independent seed [2] derived from `seed` [2] and the integer `k` (one per random decision)."""
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), k)
+
+
+def rms_db(x: tf.Tensor) -> tf.Tensor:
+    """RMS level in dBFS over the last axis. x: [..., samples] -> [...]."""
+    ms = tf.reduce_mean(tf.square(x), axis=-1)
+    return 10.0 * tf.math.log(ms + _EPS) / tf.math.log(10.0)
+
+
+def db_to_gain(db: tf.Tensor) -> tf.Tensor:
+    return tf.pow(10.0, db / 20.0)
+
+
+def nonsilent_mask(stems: tf.Tensor, threshold_db: float) -> tf.Tensor:
+    """stems: [num_stems, samples] -> bool [num_stems], True where the RMS level reaches threshold_db."""
+    return rms_db(stems) >= threshold_db
+
+
+def random_offset(num_samples: tf.Tensor, length: int, seed: tf.Tensor) -> tf.Tensor:
+    """A crop start uniform in [0, num_samples - length] (0 when the signal is shorter). -> int64 scalar."""
+    hi = tf.maximum(tf.cast(num_samples, tf.int64) - length, 0) + 1
+    return tf.random.stateless_uniform([], seed, minval=0, maxval=hi, dtype=tf.int64)
+
+
+def random_crop(x: tf.Tensor, length: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """x: [..., samples] -> ([..., length], offset). Shorter signals are zero-padded at the end."""
+    n = tf.shape(x, out_type=tf.int64)[-1]
+    offset = random_offset(n, length, seed)
+    crop = x[..., offset: offset + length]
+    pad = length - tf.shape(crop)[-1]
+    paddings = tf.concat([tf.zeros([tf.rank(x) - 1, 2], tf.int32), [[0, pad]]], axis=0)
+    return tf.ensure_shape(tf.pad(crop, paddings), x.shape[:-1].concatenate([length])), offset
+
+
+def choose_masked(mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """An index drawn uniformly among the True entries of mask [n] (int32 scalar; all entries if none)."""
+    mask = tf.cond(tf.reduce_any(mask), lambda: mask, lambda: tf.ones_like(mask))
+    scores = tf.random.stateless_uniform(tf.shape(mask), seed)
+    return tf.cast(tf.argmax(tf.where(mask, scores, -1.0)), tf.int32)
+
+
+def random_subset(candidates: tf.Tensor, keep_prob: float, seed: tf.Tensor) -> tf.Tensor:
+    """Each True entry of candidates [n] kept independently with probability keep_prob. -> bool [n]."""
+    return tf.logical_and(candidates, tf.random.stateless_uniform(tf.shape(candidates), seed) < keep_prob)
+
+
+def random_gains(n: tf.Tensor, min_db: float, max_db: float, seed: tf.Tensor) -> tf.Tensor:
+    """[n] linear gains with levels uniform in [min_db, max_db] dB."""
+    return db_to_gain(tf.random.stateless_uniform(tf.reshape(n, [1]), seed, minval=min_db, maxval=max_db))
+
+
+def mix(stems: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """stems: [num_stems, samples], weights: [num_stems] -> [samples] weighted sum (0 weight = left out)."""
+    return tf.reduce_sum(stems * tf.cast(weights, stems.dtype)[:, None], axis=0)
+
+
+def normalize_loudness(x: tf.Tensor, loudness_db: tf.Tensor, peak_limit: float) -> tf.Tensor:
+    """Scales x [samples] to loudness_db dBFS RMS, then down (never up) so |x| <= peak_limit."""
+    return normalize_loudness_pair(x, tf.zeros_like(x), loudness_db, peak_limit)[0]
+
+
+def normalize_loudness_pair(context: tf.Tensor, target: tf.Tensor, loudness_db: tf.Tensor,
+                            peak_limit: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """One gain for both signals so their sum (the full mix) sits at loudness_db dBFS RMS.
+
+    Sharing the gain keeps the balance between target and context, which the model must learn;
+    the gain is then lowered if the context, the target or their sum would peak above peak_limit.
+    An all-zero pair stays zero. context, target: [samples].
+    """
+    full = context + target
+    gain = db_to_gain(loudness_db - rms_db(full))
+    peak = tf.reduce_max(tf.abs(tf.stack([context, target, full])))
+    gain = tf.minimum(gain, peak_limit / (peak + _EPS))
+    return context * gain, target * gain

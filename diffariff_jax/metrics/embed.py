@@ -2,12 +2,13 @@
 
 The embedder is duck-typed (so the metrics never import torch): it needs `name`, `dim`, `sample_rate`,
 `window_seconds` and `embed_audio(wavs: [batch, samples]) -> [batch, dim]`; an optional `checkpoint`
-attribute (path or hub revision) is recorded too, else the name stands for it. Each clip is downmixed to mono, resampled to the embedder's rate and cut
-into windows of `window_seconds`, `hop_seconds` apart; the last window is aligned to the clip's end so
-no audio is dropped and no silence is padded in. A clip shorter than one window is repeated up to one
-window (the padding CLAP's own feature extractor uses). Windows of all clips are embedded in batches of
-`batch_size`, streamed so memory holds one batch of audio, and each clip's embedding is the mean of its
-windows' embeddings, L2-normalised again when `normalize` is set.
+attribute (path or hub revision) is recorded too, else the name stands for it. Each clip is downmixed
+to mono, resampled to the embedder's rate and cut into windows of `window_seconds`, `hop_seconds`
+apart; the last window is aligned to the clip's end so no audio is dropped and no silence is padded
+in. A clip shorter than one window is repeated up to one window (the padding CLAP's own feature
+extractor uses). Windows of all clips are embedded in batches of `batch_size`, streamed so memory
+holds one batch of audio, and each clip's embedding is the mean of its windows' embeddings,
+L2-normalised again when `normalize` is set.
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ a difference above one second is logged, since it usually means a truncated or m
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -93,12 +94,24 @@ def probe_songs(songs: list[Song], sample_rate: int, min_seconds: float, skips: 
 
 
 def _read_span(path: str, rate: int, offset: int, length: int, sample_rate: int) -> np.ndarray:
-    """Samples [offset, offset+length) at sample_rate of one file, mono, zero-padded past its end."""
-    start = int(np.floor(offset * rate / sample_rate))
-    frames = int(np.ceil(length * rate / sample_rate)) + (16 if rate != sample_rate else 0)
-    data, _ = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
+    """Samples [offset, offset+length) at sample_rate of one file, mono, zero-padded past its end.
+
+    For another native rate the read starts on a sample both rates share (multiples of
+    sample_rate / gcd), one such period early, so every stem is cut at the same instant and the
+    resampler's edge transient falls outside the returned span.
+    """
+    if rate == sample_rate:
+        data, _ = sf.read(path, start=offset, frames=length, dtype="float32", always_2d=True)
+        wav = to_mono(data.T)[0] if data.size else np.zeros(0, np.float32)
+        return np.pad(wav, (0, length - wav.size))
+    period = sample_rate // math.gcd(sample_rate, rate)
+    start = max(0, (offset // period - 1) * period)
+    span = offset - start + length + period
+    data, _ = sf.read(path, start=start * rate // sample_rate, frames=int(np.ceil(span * rate / sample_rate)),
+                      dtype="float32", always_2d=True)
     wav = resample(to_mono(data.T), rate, sample_rate)[0] if data.size else np.zeros(0, np.float32)
-    return np.pad(wav[:length], (0, max(0, length - min(wav.size, length))))
+    wav = wav[offset - start: offset - start + length]
+    return np.pad(wav, (0, length - wav.size))
 
 
 def read_window(song: ProbedSong, offset: int, length: int, sample_rate: int) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""Consistency autoencoder (CAE) configs: compressed complex STFT -> encoder -> 64-d latents ->
+consistency 2-D UNet decoder (SPEC.md section 1).
+
+Variants:
+  tiny   CPU, trains in minutes; used by tests and `make demo` (base 8 channels, one block per level).
+  base   half-width Music2Latent (base 32 channels) for single-GPU experiments.
+  m2l    the Music2Latent sizes (base 64, multipliers (1,2,4,4,4), 512-wide bottleneck); checkpoints
+         converted with `python -m diffariff_jax.export --from music2latent` load into this shape.
+
+Launch:
+  python -m diffariff_jax.train --config configs/cae.py:tiny --workdir runs/cae
+  python -m diffariff_jax.train --config configs/cae.py:m2l --workdir runs/cae_m2l --config.train.batch_size=16
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs.common import mesh_config, parse_variant, train_config
+
+VARIANTS = ("tiny", "base", "m2l")
+
+
+def _model(variant: str) -> ml_collections.ConfigDict:
+    """Architecture (diffariff_jax.models.cae.CAEShape). Levels: attention 1/0 per level; freq_downsample
+    per transition: 1 = 4x in frequency only, 0 = 2x in frequency and time."""
+    shared = {
+        "freq_bins": 1024,  # = stft.window // 2
+        "data_channels": 2,  # real and imaginary parts
+        "multipliers": (1, 2, 4, 4, 4),
+        "freq_downsample": (1, 0, 0, 0),  # 1024 x T -> 32 x T/8
+        "latent_dim": 64,
+        "max_positions": 10000.0,
+        "freq_scaling": True,
+        "norm_eps": 1e-5,
+        "max_norm_groups": 32,
+        "zero_init": True,
+    }
+    per_variant = {
+        "tiny": {"base_channels": 8, "attention": (0, 0, 0, 0, 1), "encoder_blocks": 1, "decoder_blocks": 1,
+                 "bottleneck_channels": 64, "bottleneck_blocks": 1, "heads": 2, "cond_channels": 32},
+        "base": {"base_channels": 32, "attention": (0, 0, 1, 1, 1), "encoder_blocks": 1, "decoder_blocks": 2,
+                 "bottleneck_channels": 256, "bottleneck_blocks": 2, "heads": 4, "cond_channels": 128},
+        "m2l": {"base_channels": 64, "attention": (0, 0, 1, 1, 1), "encoder_blocks": 1, "decoder_blocks": 2,
+                "bottleneck_channels": 512, "bottleneck_blocks": 4, "heads": 4, "cond_channels": 256},
+    }[variant]
+    return ml_collections.ConfigDict({**shared, **per_variant})
+
+
+def _stft() -> ml_collections.ConfigDict:
+    """diffariff_jax.audio.stft.Stft: hop 512, window 2048, 0.34 |X|^0.65 compression."""
+    return ml_collections.ConfigDict({"hop": 512, "window": 2048, "alpha": 0.65, "beta": 0.34,
+                                      "nyquist_iters": 16})
+
+
+def _consistency() -> ml_collections.ConfigDict:
+    """diffariff_jax.diffusion.consistency.Consistency (iCT as Music2Latent uses it). The grid gap
+    decays over config.train.num_steps."""
+    return ml_collections.ConfigDict({
+        "sigma_data": 0.5, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+        "p_mean": -1.1, "p_std": 2.0, "gap_start": 0.1, "gap_end": 0.001, "huber_c": 0.00054,
+    })
+
+
+def _inference() -> ml_collections.ConfigDict:
+    """diffariff_jax.autoencoder.Autoencoder: latents are raw / latent_scale; long clips are cut into
+    windows of chunk_frames latent frames, batch_chunks of them per network call."""
+    return ml_collections.ConfigDict({
+        "latent_scale": 0.06, "decode_steps": 1, "chunk_frames": 256, "batch_chunks": 4,
+    })
+
+
+def _data(variant: str) -> ml_collections.ConfigDict:
+    """Training crops (mono stems and mixes); crop_frames latent frames of 4096 samples each."""
+    return ml_collections.ConfigDict({
+        "data_dir": "",  # set on the command line: --config.data.data_dir=DIR
+        "sample_rate": 48000,
+        "crop_frames": 4 if variant == "tiny" else 8,  # m2l trained on 64 STFT frames = 8 latent frames
+        "min_rms_db": -60.0,  # crops quieter than this are skipped
+        "shuffle_buffer": 256 if variant == "tiny" else 10000,
+    })
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the CAE config for variant `arg` (tiny | base | m2l; default tiny)."""
+    variant = parse_variant(arg, VARIANTS, default="tiny")
+    config = ml_collections.ConfigDict()
+    config.kind = "cae"
+    config.variant = variant
+    config.model = _model(variant)
+    config.stft = _stft()
+    config.consistency = _consistency()
+    config.inference = _inference()
+    config.data = _data(variant)
+    config.mesh = mesh_config()
+    if variant == "tiny":
+        config.train = train_config(batch_size=4, num_steps=300, optimizer="radam", lr=3e-3, warmup_steps=0,
+                                    lr_schedule="constant", grad_clip=1.0, ema_decay=0.9, log_every=20,
+                                    eval_every=100, ckpt_every=100)
+    elif variant == "base":
+        config.train = train_config(batch_size=16, num_steps=400_000, optimizer="radam", lr=1e-4, warmup_steps=0,
+                                    ema_decay=0.9999, compute_dtype="bfloat16")
+    else:  # Music2Latent's recipe: RAdam 1e-4 cosine to 1e-6, batch 16, 800k iterations, EMA 0.9999
+        config.train = train_config(batch_size=16, num_steps=800_000, optimizer="radam", lr=1e-4, warmup_steps=0,
+                                    final_lr_ratio=0.01, ema_decay=0.9999, compute_dtype="bfloat16",
+                                    ckpt_every=5000, eval_every=20_000)
+    return config

@@ -1,0 +1,227 @@
+"""The consistency autoencoder (SPEC 1): encoder, latent up-sampling path and consistency 2-D UNet.
+
+Spectrograms are [batch, freq, frames, 2] (compressed complex STFT, see audio/stft.py); latents are
+[batch, latent_frames, latent_dim] with latent_frames = frames / 2^(number of 2-D downsamplings).
+The network here is the raw backbone F; the consistency preconditioning f = c_skip x + c_out F(c_in x)
+lives in diffusion/consistency.py, as EDM keeps preconditioning outside its backbones.
+
+Level structure (Music2Latent sizes in brackets): `multipliers` (1,2,4,4,4) give the channel width of each
+level; between levels the resolution drops 4x in frequency only (`freq_downsample` = 1) or 2x in both
+frequency and time (0): [1,0,0,0] takes 1024 bins x T frames to 32 bins x T/8 frames.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from diffariff_jax.models.cae_blocks import MLP, Downsample, GroupNorm, ResBlock, Upsample, positional_embedding
+
+
+@dataclasses.dataclass(frozen=True)
+class CAEShape:
+    """Every architecture hyperparameter (config.model); hashable so modules stay plain dataclasses."""
+
+    freq_bins: int = 1024
+    data_channels: int = 2
+    base_channels: int = 64
+    multipliers: tuple[int, ...] = (1, 2, 4, 4, 4)
+    attention: tuple[int, ...] = (0, 0, 1, 1, 1)
+    freq_downsample: tuple[int, ...] = (1, 0, 0, 0)
+    encoder_blocks: int = 1
+    decoder_blocks: int = 2
+    bottleneck_channels: int = 512
+    bottleneck_blocks: int = 4
+    latent_dim: int = 64
+    heads: int = 4
+    cond_channels: int = 256
+    max_positions: float = 10000.0
+    freq_scaling: bool = True
+    norm_eps: float = 1e-5
+    max_norm_groups: int = 32
+    zero_init: bool = True
+
+    @classmethod
+    def from_config(cls, model_cfg) -> "CAEShape":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in model_cfg.items() if k in fields}
+        return cls(**values)
+
+    def __post_init__(self):
+        if len(self.attention) != len(self.multipliers) or len(self.freq_downsample) != len(self.multipliers) - 1:
+            raise ValueError("model: attention needs one entry per level and freq_downsample one per transition")
+        if self.freq_bins % self.freq_reduction:
+            raise ValueError(f"model: freq_bins {self.freq_bins} not divisible by {self.freq_reduction}")
+
+    def channels(self, level: int) -> int:
+        return self.base_channels * self.multipliers[level]
+
+    @property
+    def levels(self) -> int:
+        return len(self.multipliers)
+
+    @property
+    def time_reduction(self) -> int:
+        """STFT frames per latent frame (8 for Music2Latent)."""
+        return 2 ** sum(1 for f in self.freq_downsample if not f)
+
+    @property
+    def freq_reduction(self) -> int:
+        return int(np.prod([4 if f else 2 for f in self.freq_downsample]))
+
+    @property
+    def bottom_freq(self) -> int:
+        """Frequency rows at the lowest level (32 for Music2Latent)."""
+        return self.freq_bins // self.freq_reduction
+
+
+def _norm_kwargs(s: CAEShape) -> dict[str, Any]:
+    return {"eps": s.norm_eps, "max_groups": s.max_norm_groups}
+
+
+def _block_kwargs(s: CAEShape, dtype: Any) -> dict[str, Any]:
+    return {"heads": s.heads, "zero_init": s.zero_init, "dtype": dtype, **_norm_kwargs(s)}
+
+
+class Encoder(nn.Module):
+    """spec: [batch, freq, frames, 2] -> latents: [batch, frames / time_reduction, latent_dim] in (-1, 1)."""
+
+    shape: CAEShape
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, spec: Array) -> Array:
+        s = self.shape
+        x = nn.Conv(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(spec)
+        if s.freq_scaling:  # a learned gain per frequency bin
+            x = x * self.param("freq_gain", nn.initializers.ones, (s.freq_bins, 1, 1))
+        for level in range(s.levels):
+            for b in range(s.encoder_blocks):
+                x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"down_{level}_{b}",
+                             **_block_kwargs(s, self.dtype))(x)
+            if level < s.levels - 1:
+                x = Downsample(s.channels(level), freq_only=bool(s.freq_downsample[level]), normalize=True,
+                               dtype=self.dtype, name=f"downsample_{level}", **_norm_kwargs(s))(x)
+        x = GroupNorm(name="prenorm_2d_to_1d", **_norm_kwargs(s))(x)
+        b_, f, t, c = x.shape  # [batch, bottom_freq, latent_frames, channels]
+        x = jnp.transpose(x, (0, 2, 3, 1)).reshape(b_, t, c * f)  # feature index = channel * freq + bin
+        x = nn.Dense(s.bottleneck_channels, dtype=self.dtype, name="conv_to_1d")(x)
+        for i in range(s.bottleneck_blocks):
+            x = ResBlock(s.bottleneck_channels, dims=1, name=f"bottleneck_{i}", **_block_kwargs(s, self.dtype))(x)
+        x = nn.silu(GroupNorm(name="norm_out", **_norm_kwargs(s))(x))
+        x = nn.Dense(s.latent_dim, dtype=self.dtype, name="conv_out")(x)
+        return jnp.tanh(x.astype(jnp.float32))
+
+
+class LatentUpPath(nn.Module):
+    """latents: [batch, latent_frames, latent_dim] -> one feature map per UNet level, finest first:
+    tuple of [batch, freq_l, frames_l, channels_l]."""
+
+    shape: CAEShape
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, latents: Array) -> tuple[Array, ...]:
+        s = self.shape
+        x = nn.Dense(s.bottleneck_channels, dtype=self.dtype, name="conv_inp")(latents)
+        for i in range(s.bottleneck_blocks):
+            x = ResBlock(s.bottleneck_channels, dims=1, name=f"bottleneck_{i}", **_block_kwargs(s, self.dtype))(x)
+        top = s.levels - 1
+        x = nn.Dense(s.channels(top) * s.bottom_freq, dtype=self.dtype, name="conv_to_2d")(x)
+        b_, t, _ = x.shape
+        x = jnp.transpose(x.reshape(b_, t, s.bottom_freq, s.channels(top)), (0, 2, 1, 3))  # index = bin * ch + c
+        pyramid = []
+        for level in reversed(range(s.levels)):
+            for b in range(s.encoder_blocks):
+                x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"up_{level}_{b}",
+                             **_block_kwargs(s, self.dtype))(x)
+            pyramid.append(x)
+            if level > 0:
+                x = Upsample(s.channels(level - 1), freq_only=bool(s.freq_downsample[level - 1]),
+                             dtype=self.dtype, name=f"upsample_{level}")(x)
+        return tuple(reversed(pyramid))
+
+
+class ConsistencyUNet(nn.Module):
+    """The raw consistency backbone F. x_in = c_in * x_noisy: [batch, freq, frames, 2], sigma: [batch],
+    pyramid from LatentUpPath -> [batch, freq, frames, 2]. Each level's latent map enters every block
+    through a 1x1 conv, averaged in with 1/sqrt(n) so the sum keeps unit scale."""
+
+    shape: CAEShape
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_in: Array, sigma: Array, pyramid: tuple[Array, ...]) -> Array:
+        s = self.shape
+        emb = positional_embedding(jnp.log(sigma) / 4.0, s.cond_channels, s.max_positions)  # [batch, cond]
+        temb = MLP((s.cond_channels, s.cond_channels), dtype=self.dtype, name="emb_proj")(emb)
+        gains = {}
+        if s.freq_scaling:  # noise-level-dependent gain per frequency bin at input and output
+            for where in ("inp", "out"):
+                g = MLP((s.cond_channels, s.cond_channels, s.freq_bins), final_silu=False, zero_last=s.zero_init,
+                        dtype=self.dtype, name=f"scale_{where}")(emb)
+                gains[where] = 1.0 + g[:, :, None, None]  # [batch, freq, 1, 1]
+        x = nn.Conv(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(x_in)
+        if s.freq_scaling:
+            x = x * gains["inp"]
+        skips = []
+        for level in range(s.levels):
+            for b in range(s.decoder_blocks):
+                d = nn.Conv(s.channels(level), (1, 1), dtype=self.dtype, name=f"down_latent_{level}_{b}")(pyramid[level])
+                x = (x + d) / np.sqrt(2.0)
+                x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"down_{level}_{b}",
+                             **_block_kwargs(s, self.dtype))(x, temb)
+                skips.append(x)
+            if level < s.levels - 1:
+                x = Downsample(s.channels(level + 1), freq_only=bool(s.freq_downsample[level]),
+                               dtype=self.dtype, name=f"downsample_{level}", **_norm_kwargs(s))(x)
+        for level in reversed(range(s.levels)):
+            for b in range(s.decoder_blocks):
+                d = nn.Conv(s.channels(level), (1, 1), dtype=self.dtype, name=f"up_latent_{level}_{b}")(pyramid[level])
+                x = (x + skips.pop() + d) / np.sqrt(3.0)
+                x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"up_{level}_{b}",
+                             **_block_kwargs(s, self.dtype))(x, temb)
+            if level > 0:
+                x = Upsample(s.channels(level - 1), freq_only=bool(s.freq_downsample[level - 1]),
+                             dtype=self.dtype, name=f"upsample_{level}")(x)
+        d = nn.Conv(s.channels(0), (1, 1), dtype=self.dtype, name="conv_decoded")(pyramid[0])
+        x = (x + d) / np.sqrt(2.0)
+        x = nn.silu(GroupNorm(name="norm_out", **_norm_kwargs(s))(x))
+        if s.freq_scaling:
+            x = x * gains["out"]
+        init = nn.initializers.zeros if s.zero_init else nn.linear.default_kernel_init
+        x = nn.Conv(s.data_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=init, name="conv_out")(x)
+        return x.astype(jnp.float32)
+
+
+class CAE(nn.Module):
+    """Encoder + latent up-path + consistency UNet; use `method=` to call one part:
+    encode(spec) -> raw latents, pyramid(raw latents) -> maps, network(x_in, sigma, maps) -> F."""
+
+    shape: CAEShape
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        self.encoder = Encoder(self.shape, self.dtype)
+        self.up_path = LatentUpPath(self.shape, self.dtype)
+        self.unet = ConsistencyUNet(self.shape, self.dtype)
+
+    def encode(self, spec: Array) -> Array:
+        """spec: [batch, freq, frames, 2] -> raw latents [batch, frames / time_reduction, latent_dim]."""
+        return self.encoder(spec)
+
+    def pyramid(self, latents: Array) -> tuple[Array, ...]:
+        """raw latents [batch, latent_frames, latent_dim] -> per-level conditioning maps."""
+        return self.up_path(latents)
+
+    def network(self, x_in: Array, sigma: Array, pyramid: tuple[Array, ...]) -> Array:
+        """c_in-scaled noisy spec [batch, freq, frames, 2], sigma [batch] -> backbone output F."""
+        return self.unet(x_in, sigma, pyramid)
+
+    def __call__(self, spec: Array, sigma: Array) -> Array:
+        """Initialisation path through all three parts: spec -> latents -> maps -> F(spec, sigma)."""
+        return self.network(spec, sigma, self.pyramid(self.encode(spec)))

@@ -17,7 +17,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from diffariff_jax.metrics.checks import check_embeddings, check_same_dim
-from diffariff_jax.metrics.fad import fad
+from diffariff_jax.metrics.fad import frechet_distance, gaussian_fit
 
 
 def apa(candidate: np.ndarray, matching: np.ndarray, mismatched: np.ndarray) -> dict[str, float]:
@@ -31,8 +31,9 @@ def apa(candidate: np.ndarray, matching: np.ndarray, mismatched: np.ndarray) -> 
         for name, x in (("candidate", candidate), ("matching", matching), ("mismatched", mismatched))
     }
     check_same_dim("apa", **sets)
-    c, r, rp = sets["candidate"], sets["matching"], sets["mismatched"]
-    fd_c_r, fd_c_rp, fd_r_rp = fad(c, r), fad(c, rp), fad(r, rp)
+    # Fit each set's Gaussian once; every set takes part in two of the three distances.
+    c, r, rp = (gaussian_fit(x, name) for name, x in sets.items())
+    fd_c_r, fd_c_rp, fd_r_rp = frechet_distance(*c, *r), frechet_distance(*c, *rp), frechet_distance(*r, *rp)
     if fd_r_rp <= 0.0:
         raise ValueError(
             "apa: FD(matching, mismatched) is 0, so the reference pairs carry no pairing signal; "

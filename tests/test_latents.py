@@ -1,0 +1,110 @@
+"""Latent records: encode/decode, atomic shards, deterministic resumable reader, host split."""
+import numpy as np
+import pytest
+
+from diffariff_jax.data.latents import (LatentExample, LatentReader, decode_example, encode_example, list_shards,
+                                        read_info, shard_path, write_info, write_shard)
+
+FRAMES, DIM, K, D = 20, 64, 3, 8
+
+
+def _example(i: int) -> LatentExample:
+    rng = np.random.default_rng(i)
+    # Frame f of example i holds i + f/100 in channel 0, so crops can be checked exactly.
+    target = rng.standard_normal((FRAMES, DIM)).astype(np.float32)
+    target[:, 0] = i + np.arange(FRAMES) / 100
+    context = -target
+    clap = np.full((K, D), i, np.float32) + np.arange(K)[:, None] * 0.25
+    return LatentExample(target, context, clap, f"song{i // 4}", ["cello", "flute"][i % 2], 4096 * i)
+
+
+def _make(root, n=23, shards=3):
+    ids = np.array_split(np.arange(n), shards)
+    for s, part in enumerate(ids):
+        write_shard(root, s, shards, (_example(int(i)) for i in part), latent_dtype="float32")
+    write_info(root, {"frames": FRAMES, "latent_dim": DIM, "clap_dim": D})
+    return root
+
+
+def test_encode_decode_round_trip():
+    ex = _example(5)
+    back = decode_example(encode_example(ex, "float32"))
+    np.testing.assert_array_equal(back.target, ex.target)
+    np.testing.assert_array_equal(back.context, ex.context)
+    np.testing.assert_array_equal(back.clap, ex.clap)
+    assert (back.song_id, back.instrument, back.offset) == ("song1", "flute", 5 * 4096)
+    half = decode_example(encode_example(ex))  # float16 default: relative rounding <= 2^-11
+    assert half.target.dtype == np.float16
+    np.testing.assert_allclose(half.target.astype(np.float32), ex.target, rtol=2**-11, atol=1e-7)
+    with pytest.raises(ValueError, match="not a latent record"):
+        decode_example(b"nope" + bytes(10))
+
+
+def test_shards_written_atomically_and_listed(tmp_path):
+    _make(tmp_path)
+    assert [p.name for p in list_shards(tmp_path)] == [f"latents-0000{i}-of-00003.array_record" for i in range(3)]
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+    def broken():
+        yield _example(0)
+        raise RuntimeError("encoder died")
+
+    with pytest.raises(RuntimeError):
+        write_shard(tmp_path / "b", 0, 2, broken())
+    assert not list((tmp_path / "b").iterdir())  # no partial shard, no temp file left behind
+    write_shard(tmp_path / "b", 1, 2, [_example(1)])
+    with pytest.raises(FileNotFoundError, match="1 of 2 shards missing.*latents-00000-of-00002"):
+        list_shards(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="no latents.json"):
+        read_info(tmp_path / "b")
+
+
+def test_batches_are_crops_of_the_records(tmp_path):
+    r = LatentReader(_make(tmp_path), batch_size=5, crop_frames=8, seed=1)
+    assert r.num_examples == 23
+    b = r.batch(0)
+    assert b["target"].shape == (5, 8, DIM) and b["context"].shape == (5, 8, DIM) and b["clap"].shape == (5, D)
+    assert all(v.dtype == np.float32 for v in b.values())
+    for row, i in enumerate(r.indices(0)):
+        first = b["target"][row, 0, 0] - i  # the crop's first frame / 100
+        start = int(round(first * 100))
+        assert 0 <= start <= FRAMES - 8
+        np.testing.assert_allclose(b["target"][row], _example(int(i)).target[start:start + 8], atol=1e-6)
+        np.testing.assert_allclose(b["context"][row], -b["target"][row])
+        assert (b["clap"][row] - i)[0] in (0.0, 0.25, 0.5)
+
+
+def test_deterministic_epochs_and_resume(tmp_path):
+    root = _make(tmp_path)
+    a = LatentReader(root, batch_size=4, crop_frames=8, seed=3)
+    b = LatentReader(root, batch_size=4, crop_frames=8, seed=3)
+    # An epoch (23 examples) visits every example once: steps 0..4 cover positions 0..19 without repeats.
+    seen = np.concatenate([a.indices(s) for s in range(5)])
+    assert len(set(seen.tolist())) == 20
+    full = [batch for _, batch in zip(range(7), a.iterate(prefetch=2))]
+    resumed = [batch for _, batch in zip(range(3), b.iterate(start_step=4, prefetch=0))]
+    for x, y in zip(full[4:], resumed):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k])
+    other = LatentReader(root, batch_size=4, crop_frames=8, seed=4)
+    assert not np.array_equal(other.indices(0), a.indices(0))
+
+
+def test_host_split_partitions_the_global_batch(tmp_path):
+    root = _make(tmp_path)
+    single = LatentReader(root, batch_size=6, crop_frames=8, seed=2)
+    hosts = [LatentReader(root, batch_size=3, crop_frames=8, seed=2, process_index=h, process_count=2)
+             for h in range(2)]
+    for step in range(3):
+        np.testing.assert_array_equal(np.concatenate([h.indices(step) for h in hosts]), single.indices(step))
+    with pytest.raises(ValueError, match="process_index 2"):
+        LatentReader(root, 3, 8, process_index=2, process_count=2)
+
+
+def test_reader_errors(tmp_path):
+    root = _make(tmp_path)
+    with pytest.raises(ValueError, match="crop_frames 21 > the 20 frames"):
+        LatentReader(root, 2, 21)
+    shard_path(root, 1, 3).unlink()
+    with pytest.raises(FileNotFoundError, match="shards missing"):
+        LatentReader(root, 2, 8)

@@ -35,14 +35,15 @@ def coloured_noise(rng, n, smooth):
     return np.convolve(rng.normal(size=n + smooth), np.ones(smooth) / smooth, mode="valid")[:n].astype(np.float32)
 
 
-def test_split_windows_cover_the_clip_without_padding():
+def test_split_windows_cover_the_clip_evenly_and_repeatpad_short_clips():
     wav = np.arange(1250, dtype=np.float32)
-    windows = split_windows(wav, 500, 500)
-    np.testing.assert_array_equal(windows, np.stack([wav[0:500], wav[500:1000], wav[750:1250]]))
+    windows = split_windows(wav, 500, 500)  # ceil(1250 / 500) = 3 windows, evenly spaced, last at the end
+    np.testing.assert_array_equal(windows, np.stack([wav[0:500], wav[375:875], wav[750:1250]]))
     assert [w[0] for w in split_windows(wav, 500, 250)] == [0, 250, 500, 750]
+    assert [w[0] for w in split_windows(np.arange(2000.0), 500, 500)] == [0, 500, 1000, 1500]
     np.testing.assert_array_equal(split_windows(wav[:500], 500, 500), wav[None, :500])
-    short = np.arange(200, dtype=np.float32)
-    np.testing.assert_array_equal(split_windows(short, 500, 500), np.concatenate([short, short, short[:100]])[None])
+    short = np.arange(1, 201, dtype=np.float32)  # 2 whole repeats, then 100 zeros
+    np.testing.assert_array_equal(split_windows(short, 500, 500), np.concatenate([short, short, np.zeros(100)])[None])
 
 
 def test_batched_embedding_equals_per_window_reference():
@@ -51,10 +52,10 @@ def test_batched_embedding_equals_per_window_reference():
     embedder = ToyEmbedder()
     got = embed_waveforms(embedder, clips, sample_rate=1000, batch_size=3, min_seconds=0.25)
     assert embedder.batch_sizes == [3, 3, 3]  # 3 + 1 + 1 + 4 windows in batches of at most 3
-    starts = {0: [0, 500, 750], 1: [0], 3: [0, 500, 1000, 1500]}
+    starts = {0: [0, 375, 750], 1: [0], 3: [0, 500, 1000, 1500]}
     reference = ToyEmbedder()
     for i, clip in enumerate(clips):
-        windows = [clip[s : s + 500] for s in starts[i]] if i in starts else [np.tile(clip, 2)[:500]]
+        windows = [clip[s : s + 500] for s in starts[i]] if i in starts else [np.pad(clip, (0, 200))]
         mean = np.mean([reference.embed_audio(w[None])[0] for w in windows], axis=0)
         np.testing.assert_allclose(got[i], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
     assert got.shape == (4, 8) and got.dtype == np.float32

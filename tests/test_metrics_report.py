@@ -71,6 +71,8 @@ def test_report_refuses_too_small_sets():
         metrics_report(real, gen, metrics_config(**SMALL))
     with pytest.raises(ValueError, match="prdc: k=3 needs more than 3 samples in each set, got real 60, fake 3"):
         metrics_report(real, gen[:3], metrics_config(**{**SMALL, "mmd_subset_size": 2}))
+    with pytest.raises(ValueError, match="mmd_rbf_bandwidth must be >= 0"):
+        metrics_report(real, real, metrics_config(**{**SMALL, "mmd_rbf_bandwidth": -1.0}))
     with pytest.raises(ValueError, match="apa_sets lacks matching, mismatched"):
         metrics_report(real, gen, metrics_config(**{**SMALL, "mmd_subset_size": 20}), apa_sets={"candidate": gen})
 

@@ -3,12 +3,12 @@
 The embedder is duck-typed (so the metrics never import torch): it needs `name`, `dim`, `sample_rate`,
 `window_seconds` and `embed_audio(wavs: [batch, samples]) -> [batch, dim]`; an optional `checkpoint`
 attribute (path or hub revision) is recorded too, else the name stands for it. Each clip is downmixed
-to mono, resampled to the embedder's rate and cut into windows of `window_seconds`, `hop_seconds`
-apart; the last window is aligned to the clip's end so no audio is dropped and no silence is padded
-in. A clip shorter than one window is repeated up to one window (the padding CLAP's own feature
-extractor uses). Windows of all clips are embedded in batches of `batch_size`, streamed so memory
-holds one batch of audio, and each clip's embedding is the mean of its windows' embeddings,
-L2-normalised again when `normalize` is set.
+to mono, resampled to the embedder's rate and cut into windows of `window_seconds`, evenly spaced at
+most `hop_seconds` apart from the clip's start to its end (no audio dropped, no silence padded in;
+with the default hop of one window, the layout clap.py uses for long audio). A clip shorter than one
+window is repeated and zero-padded to one window, as CLAP's own feature extractor does. Windows of
+all clips are embedded in batches of `batch_size`, streamed so memory holds one batch of audio, and
+each clip's embedding is the mean of its windows' embeddings, L2-normalised again when `normalize`.
 """
 from __future__ import annotations
 
@@ -42,15 +42,19 @@ def embedder_info(embedder: Any, hop_seconds: float | None = None) -> dict[str, 
 
 
 def split_windows(wav: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """wav: [samples] -> [num_windows, window]; the last window ends at the clip's end.
+    """wav: [samples] -> [num_windows, window], evenly spaced from the start to the end of the clip.
 
-    Clips shorter than `window` are tiled (repeated) to one window.
+    ceil((samples - window) / hop) + 1 windows, so neighbours are at most `hop` apart, the last one ends
+    at the clip's end, and with hop == window the layout equals the one clap.py uses for long audio.
+    A clip shorter than `window` is repeated whole as often as it fits, then zero-padded: CLAP's
+    "repeatpad", so a short clip embeds as it would when given to the CLAP feature extractor directly.
     """
-    if wav.shape[0] < window:
-        return np.tile(wav, -(-window // wav.shape[0]))[None, :window]
-    starts = list(range(0, wav.shape[0] - window + 1, hop))
-    if starts[-1] + window < wav.shape[0]:
-        starts.append(wav.shape[0] - window)
+    n = wav.shape[0]
+    if n < window:
+        repeated = np.tile(wav, window // n)
+        return np.pad(repeated, (0, window - repeated.shape[0]))[None]
+    count = -(-(n - window) // hop) + 1
+    starts = np.round(np.linspace(0, n - window, count)).astype(np.int64)
     return np.stack([wav[s : s + window] for s in starts])
 
 

@@ -67,7 +67,10 @@ def metrics_report(
     generated = check_embeddings(generated, "generated", "metrics_report", min_samples=2)
     seed = int(cfg.seed)
     s, num = int(cfg.mmd_subset_size), int(cfg.mmd_num_subsets)
-    bandwidth = float(cfg.mmd_rbf_bandwidth) or median_bandwidth(real, generated, int(cfg.mmd_median_max_points), seed)
+    bandwidth = float(cfg.mmd_rbf_bandwidth)
+    if not bandwidth >= 0.0:
+        raise ValueError(f"metrics_report: mmd_rbf_bandwidth must be >= 0 (0 = median heuristic), got {bandwidth}")
+    bandwidth = bandwidth or median_bandwidth(real, generated, int(cfg.mmd_median_max_points), seed)
     poly = mmd2_subsets(
         real,
         generated,

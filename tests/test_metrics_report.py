@@ -67,10 +67,12 @@ def test_report_equals_individual_metrics_and_is_json():
 def test_report_refuses_too_small_sets():
     rng = np.random.default_rng(1)
     real, gen = rng.normal(size=(60, 5)), rng.normal(size=(30, 5))
-    with pytest.raises(ValueError, match=r"subset_size 40 is larger than the sets \(x has 60 samples, y has 30\)"):
+    with pytest.raises(ValueError, match=r"mmd_subset_size 40 is larger than the sets \(real has 60 samples, generated has 30\)"):
         metrics_report(real, gen, metrics_config(**SMALL))
     with pytest.raises(ValueError, match="prdc: k=3 needs more than 3 samples in each set, got real 60, fake 3"):
         metrics_report(real, gen[:3], metrics_config(**{**SMALL, "mmd_subset_size": 2}))
+    with pytest.raises(ValueError, match=r"embedding dims differ \(real has 5, generated has 4\)"):
+        metrics_report(real, gen[:, :4], metrics_config(**SMALL))
     with pytest.raises(ValueError, match="mmd_rbf_bandwidth must be >= 0"):
         metrics_report(real, real, metrics_config(**{**SMALL, "mmd_rbf_bandwidth": -1.0}))
     with pytest.raises(ValueError, match="apa_sets lacks matching, mismatched"):

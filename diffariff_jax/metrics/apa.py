@@ -20,8 +20,12 @@ from diffariff_jax.metrics.checks import check_embeddings, check_same_dim
 from diffariff_jax.metrics.fad import frechet_distance, gaussian_fit
 
 
-def apa(candidate: np.ndarray, matching: np.ndarray, mismatched: np.ndarray) -> dict[str, float]:
+def apa(
+    candidate: np.ndarray, matching: np.ndarray, mismatched: np.ndarray, imag_tol: float = 1e-3
+) -> dict[str, float]:
     """candidate C, matching R, mismatched R': [n_*, dim] mix embeddings -> {"apa", "fd_c_r", "fd_c_rp", "fd_r_rp"}.
+
+    imag_tol: see fad.trace_sqrt_product.
 
     Raises ValueError when FD(R, R') is 0: the pairing then leaves no trace in the embeddings and
     adherence is undefined.
@@ -33,7 +37,7 @@ def apa(candidate: np.ndarray, matching: np.ndarray, mismatched: np.ndarray) -> 
     check_same_dim("apa", **sets)
     # Fit each set's Gaussian once; every set takes part in two of the three distances.
     c, r, rp = (gaussian_fit(x, name) for name, x in sets.items())
-    fd_c_r, fd_c_rp, fd_r_rp = frechet_distance(*c, *r), frechet_distance(*c, *rp), frechet_distance(*r, *rp)
+    fd_c_r, fd_c_rp, fd_r_rp = (frechet_distance(*a, *b, imag_tol=imag_tol) for a, b in ((c, r), (c, rp), (r, rp)))
     if fd_r_rp <= 0.0:
         raise ValueError(
             "apa: FD(matching, mismatched) is 0, so the reference pairs carry no pairing signal; "

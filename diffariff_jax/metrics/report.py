@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from diffariff_jax.metrics.apa import apa
-from diffariff_jax.metrics.checks import check_embeddings
+from diffariff_jax.metrics.checks import check_embeddings, check_same_dim
 from diffariff_jax.metrics.clap_score import cosine_similarities
 from diffariff_jax.metrics.fad import fad
 from diffariff_jax.metrics.mmd import median_bandwidth, mmd2_subsets, polynomial_kernel, rbf_kernel
@@ -65,8 +65,14 @@ def metrics_report(
     cfg = metrics_config() if config is None else config
     real = check_embeddings(real, "real", "metrics_report", min_samples=2)
     generated = check_embeddings(generated, "generated", "metrics_report", min_samples=2)
+    check_same_dim("metrics_report", real=real, generated=generated)
     seed = int(cfg.seed)
     s, num = int(cfg.mmd_subset_size), int(cfg.mmd_num_subsets)
+    if min(real.shape[0], generated.shape[0]) < s:
+        raise ValueError(
+            f"metrics_report: mmd_subset_size {s} is larger than the sets (real has {real.shape[0]} samples, "
+            f"generated has {generated.shape[0]}); lower it or embed more samples"
+        )
     bandwidth = float(cfg.mmd_rbf_bandwidth)
     if not bandwidth >= 0.0:
         raise ValueError(f"metrics_report: mmd_rbf_bandwidth must be >= 0 (0 = median heuristic), got {bandwidth}")
@@ -98,7 +104,7 @@ def metrics_report(
         if missing:
             raise ValueError(f"metrics_report: apa_sets lacks {', '.join(sorted(missing))}")
         report["apa"] = {
-            **apa(apa_sets["candidate"], apa_sets["matching"], apa_sets["mismatched"]),
+            **apa(apa_sets["candidate"], apa_sets["matching"], apa_sets["mismatched"], float(cfg.fad_imag_tol)),
             **{f"num_{name}": int(np.shape(apa_sets[name])[0]) for name in ("candidate", "matching", "mismatched")},
         }
     if clap_prompts is not None:

@@ -33,6 +33,9 @@ from array_record.python.array_record_module import ArrayRecordReader, ArrayReco
 
 MAGIC = b"DAL1"
 INFO_FILE = "latents.json"
+# One record per chunk for random access; uncompressed because zstd saves ~7% on ~Gaussian float16 latents
+# but costs 2-3x in write and random-read speed (benchmarks/records_speed.py).
+WRITER_OPTIONS = "group_size:1,uncompressed"
 SHARD_RE = re.compile(r"^latents-(\d{5})-of-(\d{5})\.array_record$")
 
 
@@ -79,7 +82,7 @@ def write_shard(out_dir: str | Path, index: int, count: int, examples: Iterable[
     final = shard_path(out_dir, index, count)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     final.parent.mkdir(parents=True, exist_ok=True)
-    writer = ArrayRecordWriter(str(tmp), "group_size:1")
+    writer = ArrayRecordWriter(str(tmp), WRITER_OPTIONS)
     n = 0
     try:
         for ex in examples:
@@ -223,6 +226,7 @@ class LatentReader:
                 yield item
         finally:
             stop.set()
+            thread.join()  # never leave a thread inside the C++ reader at interpreter exit
 
 
 def global_batches(reader: LatentReader, mesh, start_step: int = 0, prefetch: int = 2) -> Iterator[dict]:

@@ -1,4 +1,4 @@
-"""Pure TensorFlow ops for stem mixing: crops, silence tests, gains, loudness normalisation, mixing.
+"""Pure TensorFlow ops for stem mixing: silence tests, target choice, gains, loudness normalisation, mixing.
 
 Every random op is stateless: it takes a `seed` tensor of shape [2] (int32/int64), so an example's
 randomness depends only on its seed, whatever tf.data's parallelism. Loudness is RMS level in dBFS
@@ -32,22 +32,6 @@ def db_to_gain(db: tf.Tensor) -> tf.Tensor:
 def nonsilent_mask(stems: tf.Tensor, threshold_db: float) -> tf.Tensor:
     """stems: [num_stems, samples] -> bool [num_stems], True where the RMS level reaches threshold_db."""
     return rms_db(stems) >= threshold_db
-
-
-def random_offset(num_samples: tf.Tensor, length: int, seed: tf.Tensor) -> tf.Tensor:
-    """A crop start uniform in [0, num_samples - length] (0 when the signal is shorter). -> int64 scalar."""
-    hi = tf.maximum(tf.cast(num_samples, tf.int64) - length, 0) + 1
-    return tf.random.stateless_uniform([], seed, minval=0, maxval=hi, dtype=tf.int64)
-
-
-def random_crop(x: tf.Tensor, length: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """x: [..., samples] -> ([..., length], offset). Shorter signals are zero-padded at the end."""
-    n = tf.shape(x, out_type=tf.int64)[-1]
-    offset = random_offset(n, length, seed)
-    crop = x[..., offset: offset + length]
-    pad = length - tf.shape(crop)[-1]
-    paddings = tf.concat([tf.zeros([tf.rank(x) - 1, 2], tf.int32), [[0, pad]]], axis=0)
-    return tf.ensure_shape(tf.pad(crop, paddings), x.shape[:-1].concatenate([length])), offset
 
 
 def choose_masked(mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -119,7 +119,7 @@ def _window_fn(songs: list[ProbedSong], cfg):
         for _ in range(cfg.max_crop_tries):
             offset = int(rng.integers(0, max(song.num_samples - length, 0) + 1))
             stems = read_window(song, offset, length, cfg.sample_rate)
-            level = 10 * np.log10(np.mean(np.square(stems, dtype=np.float64), axis=1).max() + 1e-10)
+            level = 10 * np.log10(np.einsum("ij,ij->i", stems, stems).max() / length + 1e-10)
             if level >= cfg.silence_db:
                 return stems, np.int64(offset)
             if level > best_db:

@@ -104,6 +104,15 @@ def test_resume_reproduces_batches_across_an_epoch_boundary(root):
             np.testing.assert_array_equal(x[key], y[key])
 
 
+def test_one_finite_epoch_visits_each_song_examples_per_song_times(root):
+    cfg = config(root, examples_per_song=3)  # 18 examples, batches of 4: 4 full + one of 2
+    got = list(pipeline.stem_pair_dataset(cfg, 4, seed=2, num_epochs=1).as_numpy_iterator())
+    assert [len(b["song_id"]) for b in got] == [4, 4, 4, 4, 2]
+    ids = [s for b in got for s in b["song_id"]]
+    assert sorted(set(ids)) == [f"song{j}".encode() for j in range(NUM_SONGS)]
+    assert all(ids.count(s) == 3 for s in set(ids))
+
+
 def test_cae_crops(root):
     cfg = config(root, crop_seconds=0.1)
     a = batches(pipeline.cae_dataset(cfg, 4, seed=0), 3)

@@ -96,11 +96,11 @@ def host_songs(cfg: ml_collections.ConfigDict, process_index: int, process_count
 
 
 def _index_stream(num_songs: int, cfg, seed: int, process_index: int, process_count: int,
-                  start_example: int) -> Iterator[tuple[np.int32, np.ndarray]]:
+                  start_example: int, num_epochs: int | None) -> Iterator[tuple[np.int32, np.ndarray]]:
     """(song index, example seed [2]) for host examples start_example, start_example+1, ..."""
     per_epoch = num_songs * cfg.examples_per_song
     epoch, pos = divmod(start_example, per_epoch)
-    while True:
+    while num_epochs is None or epoch < num_epochs:
         order = np.random.default_rng([seed, epoch, process_index]).permutation(per_epoch)
         for p in range(pos, per_epoch):
             example = (epoch * per_epoch + p) * process_count + process_index  # unique over hosts
@@ -132,12 +132,12 @@ def _window_fn(songs: list[ProbedSong], cfg):
 
 
 def _read_stage(songs: list[ProbedSong], cfg, seed: int, process_index: int, process_count: int,
-                start_example: int) -> tf.data.Dataset:
+                start_example: int, num_epochs: int | None) -> tf.data.Dataset:
     """Dataset of (song index, seed, stems [S, L], offset) in stream order."""
     length = crop_samples(cfg)
     window = _window_fn(songs, cfg)
     ds = tf.data.Dataset.from_generator(
-        lambda: _index_stream(len(songs), cfg, seed, process_index, process_count, start_example),
+        lambda: _index_stream(len(songs), cfg, seed, process_index, process_count, start_example, num_epochs),
         output_signature=(tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)))
 
     def read(idx, ex_seed):
@@ -155,20 +155,24 @@ def _loudness(cfg, seed: tf.Tensor) -> tf.Tensor:
     return cfg.loudness_db + tf.random.stateless_uniform([], seed, -cfg.loudness_jitter_db, cfg.loudness_jitter_db)
 
 
-def _finish(ds: tf.data.Dataset, cfg, batch_size: int) -> tf.data.Dataset:
+def _finish(ds: tf.data.Dataset, cfg, batch_size: int, num_epochs: int | None) -> tf.data.Dataset:
     opts = tf.data.Options()
     opts.deterministic = True
-    return ds.batch(batch_size, drop_remainder=True).prefetch(cfg.prefetch).with_options(opts)
+    # An endless stream has fixed batch shapes (jit-friendly); a finite one keeps its last partial batch.
+    ds = ds.batch(batch_size, drop_remainder=num_epochs is None)
+    return ds.prefetch(cfg.prefetch).with_options(opts)
 
 
 def stem_pair_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int = 0,
                       process_index: int = 0, process_count: int = 1, start_step: int = 0,
-                      songs: list[ProbedSong] | None = None) -> tf.data.Dataset:
-    """Infinite per-host batches of (context, target) pairs for the LDM's precompute.
+                      songs: list[ProbedSong] | None = None, num_epochs: int | None = None) -> tf.data.Dataset:
+    """Per-host batches of (context, target) pairs for the LDM's precompute (endless by default).
 
     Yields dicts: context, target: [batch, L] float32 (L = crop_seconds * sample_rate);
     song_id, instrument (of the target): [batch] string; offset: [batch] int64 (samples at sample_rate).
     start_step: batches already consumed (resume). songs: pre-probed songs (default: from cfg.root).
+    num_epochs: stop after this many epochs (each song seen examples_per_song times per epoch);
+    the last batch may then be smaller.
     """
     songs = songs if songs is not None else host_songs(cfg, process_index, process_count)
     ids = tf.constant([s.song_id for s in songs])
@@ -188,8 +192,9 @@ def stem_pair_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int
         return {"context": context, "target": target, "song_id": tf.gather(ids, idx),
                 "instrument": tf.gather(flat_instruments, tf.gather(first, idx) + target_idx), "offset": offset}
 
-    ds = _read_stage(songs, cfg, seed, process_index, process_count, start_step * batch_size)
-    return _finish(ds.map(pair, num_parallel_calls=_parallel(cfg), deterministic=True), cfg, batch_size)
+    ds = _read_stage(songs, cfg, seed, process_index, process_count, start_step * batch_size, num_epochs)
+    return _finish(ds.map(pair, num_parallel_calls=_parallel(cfg), deterministic=True), cfg, batch_size,
+                   num_epochs)
 
 
 def cae_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int = 0, process_index: int = 0,
@@ -214,5 +219,5 @@ def cae_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int = 0, 
                                        cfg.peak_limit)
         return {"audio": audio}
 
-    ds = _read_stage(songs, cfg, seed, process_index, process_count, start_step * batch_size)
-    return _finish(ds.map(crop, num_parallel_calls=_parallel(cfg), deterministic=True), cfg, batch_size)
+    ds = _read_stage(songs, cfg, seed, process_index, process_count, start_step * batch_size, None)
+    return _finish(ds.map(crop, num_parallel_calls=_parallel(cfg), deterministic=True), cfg, batch_size, None)

@@ -83,6 +83,7 @@ def main() -> None:
     except ImportError:
         pass
 
+    load_before = round(os.getloadavg()[0], 2)
     seconds = {name: fastest(fn, args.repeats) for name, fn in cases.items()}
     width = max(len(name) for name in seconds)
     print(f"{'metric':<{width}}  seconds   ({args.num} x {args.dim}, fastest of {args.repeats})")
@@ -100,6 +101,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "numpy": np.__version__,
+            "load_average_1min_before_after": [load_before, round(os.getloadavg()[0], 2)],
             "note": "shared machine; fastest of the repeats",
         },
     }

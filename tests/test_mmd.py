@@ -40,7 +40,8 @@ def expected_rbf_kernel(a, A, b, B, h):
     d = a.shape[0]
     s = A + B
     delta = a - b
-    return np.linalg.det(np.eye(d) + s / h**2) ** -0.5 * np.exp(-0.5 * delta @ np.linalg.solve(h**2 * np.eye(d) + s, delta))
+    quadratic = delta @ np.linalg.solve(h**2 * np.eye(d) + s, delta)
+    return np.linalg.det(np.eye(d) + s / h**2) ** -0.5 * np.exp(-0.5 * quadratic)
 
 
 def population_mmd2(expect, a, A, b, B, *args):

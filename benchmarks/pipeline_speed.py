@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +30,13 @@ def time_batches(ds, batches: int, batch_size: int) -> dict:
     it = ds.as_numpy_iterator()
     for _ in range(2):
         next(it)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(it)
-    seconds = time.perf_counter() - start
-    return {"examples_per_s": batches * batch_size / seconds, "batch_size": batch_size, "batches": batches}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    n = batches * batch_size
+    return {"examples_per_s": n / seconds, "cpu_s_per_example": cpu / n, "batch_size": batch_size,
+            "batches": batches}
 
 
 def main() -> None:
@@ -49,11 +52,14 @@ def main() -> None:
         data = args.data
         if data is None:
             data = tmp
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             index = render.render_dataset(tmp, args.num_songs, seed=0, seconds_max=30.0)
-            elapsed = time.perf_counter() - start
+            elapsed, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+            n = max(len(index["songs"]), 1)
+            # CPU of the worker processes and their fluidsynth children: less sensitive to a busy machine
+            cpu_s = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
             result["render"] = {"songs": len(index["songs"]), "seconds_max": 30.0, "wall_s": elapsed,
-                                "wall_s_per_song": elapsed / max(len(index["songs"]), 1),
+                                "wall_s_per_song": elapsed / n, "cpu_s_per_song": cpu_s / n,
                                 "workers": os.cpu_count()}
         cfg = pipeline.default_data_config()
         cfg.update(dict(root=str(data), layout="demo", split_fractions=(1.0, 0.0, 0.0)))
@@ -67,12 +73,14 @@ def main() -> None:
         cae["crop_samples"] = 32768
         result.update(pairs=pairs, cae=cae, num_songs=len(songs))
 
-    print(f"{'pipeline':<10}{'examples/s':>12}  notes")
+    print(f"{'stage':<10}{'items/s':>10}{'CPU s/item':>12}  notes")
     if "render" in result:
-        print(f"{'render':<10}{1 / result['render']['wall_s_per_song']:>12.2f}  songs/s "
-              f"({result['render']['wall_s_per_song']:.2f} s per 30 s song, {os.cpu_count()} workers)")
-    print(f"{'pairs':<10}{pairs['examples_per_s']:>12.1f}  10 s pairs, {pairs['audio_seconds_per_s']:.0f} s audio/s")
-    print(f"{'cae':<10}{cae['examples_per_s']:>12.1f}  32768-sample crops")
+        r = result["render"]
+        print(f"{'render':<10}{1 / r['wall_s_per_song']:>10.2f}{r['cpu_s_per_song']:>12.2f}  songs of <= 30 s, "
+              f"{r['workers']} workers")
+    print(f"{'pairs':<10}{pairs['examples_per_s']:>10.1f}{pairs['cpu_s_per_example']:>12.3f}  "
+          f"10 s pairs, {pairs['audio_seconds_per_s']:.0f} s of audio/s")
+    print(f"{'cae':<10}{cae['examples_per_s']:>10.1f}{cae['cpu_s_per_example']:>12.4f}  32768-sample crops")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

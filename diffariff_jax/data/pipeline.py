@@ -174,6 +174,7 @@ def stem_pair_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int
     num_epochs: stop after this many epochs (each song seen examples_per_song times per epoch);
     the last batch may then be smaller.
     """
+    _check_config(cfg)
     songs = songs if songs is not None else host_songs(cfg, process_index, process_count)
     ids = tf.constant([s.song_id for s in songs])
     flat_instruments = tf.constant([i for s in songs for i in s.instruments])
@@ -205,6 +206,7 @@ def cae_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int = 0, 
     With probability cae_mix_prob a crop is the mix of all stems (random gains), else one stem that
     is not silent there; each is normalised to loudness_db (+- jitter) and peak-limited.
     """
+    _check_config(cfg)
     songs = songs if songs is not None else host_songs(cfg, process_index, process_count)
     lo, hi = cfg.context_gain_db
 

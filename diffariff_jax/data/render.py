@@ -170,7 +170,7 @@ def render_song(index: int, work: str, out_dir: str | Path, seed: int, soundfont
             wav = _render_part(midi, Path(soundfont), Path(tmpdir), f"p{k}")
             wav = np.pad(wav, (0, max(0, num_samples - wav.size)))[:num_samples]
             if is_silent(wav):
-                log.warning("skip stem %d (%s) of %s: rendered silent", k, caption, song_id)
+                log.warning("skip stem %d (%s) of %s: silent in the rendered span", k, caption, song_id)
                 continue
             stems.append(wav)
             meta_stems.append({"file": f"{k:02d}_{caption.replace(' ', '_')}.wav", "instrument": caption,

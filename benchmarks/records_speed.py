@@ -1,6 +1,7 @@
 """ArrayRecord vs TFRecord for latent records: write, sequential read, random read, and LatentReader batches.
 
-    python benchmarks/records_speed.py [--examples 2000] [--frames 140] [--clap-segments 4] [--clap-dim 512]
+    python benchmarks/records_speed.py [--examples 2000] [--frames 144] [--clap-segments 4] \
+        [--clap-dim 512] [--workers 2]
 
 Both formats store the same bytes, encoded inside the timed write loop (diffariff_jax.data.latents.encode_example: float16 latents
 [frames, 64] x 2 + float32 CLAP [K, D]), so only the container differs. Files are read right after being
@@ -40,7 +41,7 @@ def _rate(n: int, seconds: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=2000)
-    ap.add_argument("--frames", type=int, default=140, help="latent frames per record (12 s at 48 kHz)")
+    ap.add_argument("--frames", type=int, default=144, help="latent frames per record (precompute's default)")
     ap.add_argument("--crop-frames", type=int, default=117, help="LDM crop (10 s)")
     ap.add_argument("--clap-segments", type=int, default=4)
     ap.add_argument("--clap-dim", type=int, default=512)

@@ -88,7 +88,8 @@ class ClapEmbedder:
     def _as_list(self, wavs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         if isinstance(wavs, np.ndarray):
             if wavs.ndim != 2:
-                raise AudioError(f"CLAP input: expected [batch, samples] or a list of 1-D arrays, got shape {wavs.shape}")
+                raise AudioError(f"CLAP input: expected [batch, samples] or a list of 1-D arrays, "
+                                 f"got shape {wavs.shape}")
             wavs = list(wavs)
         out = []
         for i, w in enumerate(wavs):

@@ -9,41 +9,9 @@ from configs.clap import get_config
 from diffariff_jax.clap import ClapEmbedder
 from diffariff_jax.clap import main as clap_main
 from diffariff_jax.clap_training import caption, list_stems, retrieval_metrics, train
+from diffariff_jax.testing.synth_stems import make_tree
 
 SR = 48000
-# Four timbres a tiny model can tell apart: harmonic content and register differ.
-INSTRUMENTS = ("flute", "violin", "electric bass", "snare drum")
-
-
-def _stem(kind: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    if kind == "flute":
-        f = rng.uniform(700, 1200)
-        x = np.sin(2 * np.pi * f * t)
-    elif kind == "violin":
-        f = rng.uniform(300, 600)
-        x = sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 15))
-    elif kind == "electric bass":
-        f = rng.uniform(45, 90)
-        x = np.sign(np.sin(2 * np.pi * f * t))
-    else:
-        x = rng.standard_normal(t.size) * (np.mod(t, 0.5) < 0.08)
-    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
-
-
-def make_tree(root, num_songs=12, seconds=6.0, seed=0):
-    rng = np.random.default_rng(seed)
-    for i in range(num_songs):
-        song = root / f"{i:05d}_synth"
-        song.mkdir(parents=True)
-        kinds = rng.permutation(INSTRUMENTS)[:3]
-        stems = []
-        for k, kind in enumerate(kinds):
-            name = f"{k:02d}_{kind.replace(' ', '_')}.wav"
-            sf.write(song / name, _stem(kind, rng, seconds), SR, subtype="PCM_24")
-            stems.append({"file": name, "instrument": str(kind)})
-        (song / "metadata.json").write_text(json.dumps({"song_id": song.name, "stems": stems}))
-    return root
 
 
 def test_retrieval_metrics_reference():

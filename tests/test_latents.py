@@ -15,7 +15,7 @@ def _example(i: int) -> LatentExample:
     target[:, 0] = i + np.arange(FRAMES) / 100
     context = -target
     clap = np.full((K, D), i, np.float32) + np.arange(K)[:, None] * 0.25
-    return LatentExample(target, context, clap, f"song{i // 4}", ["cello", "flute"][i % 2], 4096 * i)
+    return LatentExample(target, context, clap, f"song{i // 4}", ["cello", "flute"][i % 2], 4096 * i, (i, 2 * i, 3 * i))
 
 
 def _make(root, n=23, shards=3):
@@ -32,7 +32,7 @@ def test_encode_decode_round_trip():
     np.testing.assert_array_equal(back.target, ex.target)
     np.testing.assert_array_equal(back.context, ex.context)
     np.testing.assert_array_equal(back.clap, ex.clap)
-    assert (back.song_id, back.instrument, back.offset) == ("song1", "flute", 5 * 4096)
+    assert (back.song_id, back.instrument, back.offset, back.clap_offsets) == ("song1", "flute", 5 * 4096, (5, 10, 15))
     half = decode_example(encode_example(ex))  # float16 default: relative rounding <= 2^-11
     assert half.target.dtype == np.float16
     np.testing.assert_allclose(half.target.astype(np.float32), ex.target, rtol=2**-11, atol=1e-7)
@@ -81,7 +81,7 @@ def test_deterministic_epochs_and_resume(tmp_path):
     # An epoch (23 examples) visits every example once: steps 0..4 cover positions 0..19 without repeats.
     seen = np.concatenate([a.indices(s) for s in range(5)])
     assert len(set(seen.tolist())) == 20
-    full = [batch for _, batch in zip(range(7), a.iterate(prefetch=2))]
+    full = [batch for _, batch in zip(range(7), a.iterate(prefetch=2, workers=3))]
     resumed = [batch for _, batch in zip(range(3), b.iterate(start_step=4, prefetch=0))]
     for x, y in zip(full[4:], resumed):
         for k in x:

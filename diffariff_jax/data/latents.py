@@ -18,12 +18,13 @@ noise the LDM is trained at) and clap [K, D] float32, the CLAP embeddings of K r
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
-import queue
 import re
 import struct
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -47,12 +48,14 @@ class LatentExample:
     song_id: str
     instrument: str
     offset: int          # first sample of the segment in the song, at the dataset's sample rate
+    clap_offsets: tuple[int, ...] = ()  # first sample of each CLAP sub-segment within the segment
 
 
 def encode_example(ex: LatentExample, latent_dtype: str = "float16") -> bytes:
     arrays = [("target", np.asarray(ex.target, latent_dtype)), ("context", np.asarray(ex.context, latent_dtype)),
               ("clap", np.asarray(ex.clap, np.float32))]
     header = json.dumps({"song_id": ex.song_id, "instrument": ex.instrument, "offset": int(ex.offset),
+                         "clap_offsets": [int(o) for o in ex.clap_offsets],
                          "arrays": [[n, a.dtype.str, list(a.shape)] for n, a in arrays]}).encode()
     return b"".join([MAGIC, struct.pack("<I", len(header)), header] + [a.tobytes() for _, a in arrays])
 
@@ -69,7 +72,7 @@ def decode_example(data: bytes) -> LatentExample:
         arrays[name] = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=pos).reshape(shape)
         pos += count * np.dtype(dtype).itemsize
     return LatentExample(arrays["target"], arrays["context"], arrays["clap"], header["song_id"],
-                         header["instrument"], int(header["offset"]))
+                         header["instrument"], int(header["offset"]), tuple(header.get("clap_offsets", ())))
 
 
 def shard_path(out_dir: str | Path, index: int, count: int) -> Path:
@@ -145,19 +148,27 @@ class LatentReader:
         self.process_index, self.process_count = process_index, process_count
         if self.crop_frames > self.info["frames"]:
             raise ValueError(f"{root}: crop_frames {crop_frames} > the {self.info['frames']} frames per record")
-        self._readers = [ArrayRecordReader(str(p), "readahead_buffer_size:0,max_parallelism:0")
-                         for p in list_shards(root)]
-        counts = np.array([r.num_records() for r in self._readers])
+        self._paths = list_shards(root)
+        self._local = threading.local()  # one set of readers per thread: reads run in parallel without locks
+        counts = np.array([r.num_records() for r in self._readers()])
         self._starts = np.concatenate([[0], np.cumsum(counts)])
         self.num_examples = int(self._starts[-1])
         if self.num_examples == 0:
             raise ValueError(f"{root}: the shards hold no examples")
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
+    def _readers(self) -> list[ArrayRecordReader]:
+        if not hasattr(self._local, "readers"):
+            self._local.readers = [ArrayRecordReader(str(p), "readahead_buffer_size:0,max_parallelism:0")
+                                   for p in self._paths]
+        return self._local.readers
+
     def _permutation(self, epoch: int) -> np.ndarray:
-        if self._perm_cache is None or self._perm_cache[0] != epoch:
-            self._perm_cache = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples))
-        return self._perm_cache[1]
+        cached = self._perm_cache  # one read: another thread may replace it meanwhile
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples))
+            self._perm_cache = cached
+        return cached[1]
 
     def indices(self, step: int) -> np.ndarray:
         """Global example indices of this host's batch at `step`: [batch_size]."""
@@ -174,7 +185,7 @@ class LatentReader:
         out: list[LatentExample | None] = [None] * len(indices)
         for s in np.unique(shard):
             where = np.flatnonzero(shard == s)
-            blobs = self._readers[s].read([int(i) for i in indices[where] - self._starts[s]])
+            blobs = self._readers()[s].read([int(i) for i in indices[where] - self._starts[s]])
             for w, b in zip(where, blobs):
                 out[w] = decode_example(b)
         return out
@@ -189,44 +200,24 @@ class LatentReader:
                 "context": np.stack([e.context[c] for e, c in zip(examples, sl)]).astype(np.float32),
                 "clap": np.stack([e.clap[int(k)] for e, k in zip(examples, pick)]).astype(np.float32)}
 
-    def iterate(self, start_step: int = 0, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
-        """Endless batches from start_step on, read `prefetch` batches ahead in a background thread."""
-        if prefetch <= 0:
-            step = start_step
-            while True:
-                yield self.batch(step)
-                step += 1
-        q: queue.Queue = queue.Queue(maxsize=prefetch)
-        stop = threading.Event()
+    def iterate(self, start_step: int = 0, prefetch: int = 2, workers: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """Endless batches from start_step on; `workers` threads build up to max(prefetch, workers) ahead.
 
-        def work():
-            step = start_step
-            while not stop.is_set():
-                try:
-                    item = self.batch(step)
-                except Exception as e:  # surfaced in the consumer, with its traceback
-                    item = e
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if isinstance(item, Exception):
-                    return
-                step += 1
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join()  # never leave a thread inside the C++ reader at interpreter exit
+        Order never depends on timing: batch k is always self.batch(start_step + k).
+        """
+        ahead = max(prefetch, workers, 1)
+        with ThreadPoolExecutor(workers, thread_name_prefix="latents") as pool:
+            pending = collections.deque(pool.submit(self.batch, s) for s in range(start_step, start_step + ahead))
+            step = start_step + ahead
+            try:
+                while True:
+                    out = pending.popleft().result()
+                    pending.append(pool.submit(self.batch, step))
+                    step += 1
+                    yield out
+            finally:
+                for f in pending:  # the pool's exit then waits for the running ones: no thread left in C++
+                    f.cancel()
 
 
 def global_batches(reader: LatentReader, mesh, start_step: int = 0, prefetch: int = 2) -> Iterator[dict]:

@@ -1,0 +1,263 @@
+"""Precompute the LDM's training data: stem mixes -> frozen CAE latents + CLAP of the target -> records.
+
+    python -m diffariff_jax.precompute --cae runs/cae --clap runs/clap --data data/demo --out data/latents \
+        [--layout demo] [--split train] [--mixes-per-song 8] [--clap-segments 4] [--clap-seconds 5] \
+        [--segment-frames 144] [--songs-per-shard 16] [--encode-batch 32] [--seed 0]
+
+The songs of a split are cut into shards of `songs_per_shard` songs in song-id order; shard i belongs to
+host i mod process_count. For each shard the stem-mixing pipeline (data/pipeline.py) visits every song
+`mixes_per_song` times (a random segment, a non-silent target stem, a random context mix), the frozen CAE
+encodes target and context (one jitted call, batch sharded over the local devices), and CLAP embeds
+`clap_segments` random sub-segments of the target (the loudest of a few tries each, so rests are avoided).
+A shard is written to a temporary name and renamed when complete: re-running skips finished shards.
+Segments are a whole number of latent frames long, so records hold exactly `segment_frames` frames.
+
+Bad input (unreadable, empty, NaN, silent or too-short stems, songs left with < 2 stems) is skipped by the
+scan/probe with one log line each and counted in the summary; targets silent in their segment are skipped
+and counted too. A missing --cae/--clap/--data path fails at once with a one-line error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from diffariff_jax.audio.io import is_silent, resample
+from diffariff_jax.data import latents
+
+log = logging.getLogger(__name__)
+
+EncodeFn = Callable[[np.ndarray], np.ndarray]       # wav [B, samples] -> latents [B, frames, latent_dim]
+EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
+INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
+             "split", "layout", "mixes_per_song", "seed")  # must match to resume into an existing directory
+
+
+def precompute_config() -> ml_collections.ConfigDict:
+    """Every precompute setting; the CLI flags override them."""
+    return ml_collections.ConfigDict({
+        "layout": "demo",
+        "split": "train",
+        "split_fractions": (0.9, 0.05, 0.05),
+        "mixes_per_song": 8,       # K: pipeline visits per song (random segment, target and context each time)
+        "segment_frames": 144,     # latent frames per record (144 * 4096 / 48 kHz = 12.3 s): room for 10 s crops
+        "clap_segments": 4,        # CLAP embeddings per example, of random target sub-segments
+        "clap_seconds": 5.0,       # length of a CLAP sub-segment
+        "clap_tries": 4,           # random offsets tried per sub-segment; the loudest is kept
+        "songs_per_shard": 16,
+        "encode_batch": 32,        # (target, context) pairs per CAE call (x2 waveforms)
+        "seed": 0,
+        "latent_dtype": "float16",
+        "validate": "full",        # decode every stem once: NaN and silent stems are caught up front
+        "silence_db": -50.0,
+    })
+
+
+def plan_shards(num_songs: int, songs_per_shard: int) -> list[range]:
+    """Contiguous song-index ranges, one per shard (the last may be shorter)."""
+    return [range(i, min(i + songs_per_shard, num_songs)) for i in range(0, num_songs, songs_per_shard)]
+
+
+def clap_windows(target: np.ndarray, count: int, length: int, tries: int, rng: np.random.Generator,
+                 ) -> tuple[list[np.ndarray], list[int]]:
+    """`count` sub-segments [length] of target [samples] at random offsets (loudest of `tries` each)."""
+    length = min(length, target.shape[0])
+    wins, offsets = [], []
+    for _ in range(count):
+        cands = rng.integers(0, target.shape[0] - length + 1, size=tries)
+        energy = [float(np.mean(np.square(target[o:o + length], dtype=np.float64))) for o in cands]
+        best = int(cands[int(np.argmax(energy))])
+        wins.append(target[best:best + length])
+        offsets.append(best)
+    return wins, offsets
+
+
+def encode_batch(batch: dict[str, np.ndarray], encode: EncodeFn, embed_audio: EmbedFn,
+                 cfg: ml_collections.ConfigDict, sample_rate: int, clap_rate: int, rng: np.random.Generator,
+                 counts: Counter) -> list[latents.LatentExample]:
+    """One pipeline batch (context, target: [B, L]; song_id, instrument, offset: [B]) -> records."""
+    keep = [i for i in range(len(batch["target"])) if not is_silent(batch["target"][i], cfg.silence_db)]
+    counts["target silent in its segment"] += len(batch["target"]) - len(keep)
+    if not keep:
+        return []
+    target, context = batch["target"][keep], batch["context"][keep]
+    z = encode(np.concatenate([target, context]))
+    if z.shape[1] != cfg.segment_frames:
+        raise ValueError(f"CAE gave {z.shape[1]} frames for a {target.shape[1]}-sample segment, "
+                         f"expected segment_frames={cfg.segment_frames}")
+    n = len(keep)
+    wins, offsets = [], []
+    for t in target:
+        w, o = clap_windows(t, cfg.clap_segments, int(round(cfg.clap_seconds * sample_rate)), cfg.clap_tries, rng)
+        wins += w
+        offsets.append(o)
+    if clap_rate != sample_rate:
+        wins = [resample(w[None], sample_rate, clap_rate)[0] for w in wins]
+    clap = np.asarray(embed_audio(wins), np.float32).reshape(n, cfg.clap_segments, -1)
+    return [latents.LatentExample(z[k], z[n + k], clap[k], _str(batch["song_id"][i]), _str(batch["instrument"][i]),
+                                  int(batch["offset"][i]), tuple(offsets[k])) for k, i in enumerate(keep)]
+
+
+def _str(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def shard_examples(songs: list, data_cfg: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict,
+                   shard_index: int, encode: EncodeFn, embed_audio: EmbedFn, clap_rate: int,
+                   counts: Counter) -> Iterator[latents.LatentExample]:
+    """All records of one shard: one pipeline epoch over its songs (each visited mixes_per_song times)."""
+    from diffariff_jax.data import pipeline
+
+    seed = cfg.seed * 1_000_003 + shard_index  # a shard's content depends on (seed, shard) only, not on hosts
+    rng = np.random.default_rng([cfg.seed, shard_index])
+    ds = pipeline.stem_pair_dataset(data_cfg, cfg.encode_batch, seed=seed, songs=songs, num_epochs=1)
+    for batch in ds.as_numpy_iterator():
+        yield from encode_batch(batch, encode, embed_audio, cfg, data_cfg.sample_rate, clap_rate, rng, counts)
+
+
+def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio: EmbedFn,
+        cfg: ml_collections.ConfigDict, *, sample_rate: int, hop_samples: int, latent_dim: int, clap_dim: int,
+        clap_rate: int, process_index: int = 0, process_count: int = 1, names: dict | None = None) -> dict:
+    """Writes this host's unfinished shards of `data_dir` into `out_dir`; returns the summary dict."""
+    from diffariff_jax.data import layouts, pipeline
+    from diffariff_jax.data.stems import probe_songs
+
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
+    if cfg.clap_seconds * sample_rate > cfg.segment_frames * hop_samples:
+        raise ValueError(f"clap_seconds {cfg.clap_seconds} is longer than a segment "
+                         f"({cfg.segment_frames * hop_samples / sample_rate:.2f} s)")
+    t0 = time.time()
+    skips = layouts.Skips()
+    songs = layouts.songs_in_split(layouts.scan(data_dir, cfg.layout, skips), cfg.split, tuple(cfg.split_fractions))
+    if not songs:
+        raise ValueError(f"{data_dir}: no songs in split {cfg.split!r}")
+    shards = plan_shards(len(songs), cfg.songs_per_shard)
+    out_dir = Path(out_dir)
+    info = {"frames": cfg.segment_frames, "latent_dim": latent_dim, "clap_dim": clap_dim, "sample_rate": sample_rate,
+            "hop_samples": hop_samples, "clap_segments": cfg.clap_segments, "clap_seconds": cfg.clap_seconds,
+            "num_shards": len(shards), "split": cfg.split, "layout": cfg.layout, "latent_dtype": cfg.latent_dtype,
+            "mixes_per_song": cfg.mixes_per_song, "seed": cfg.seed, "data": str(data_dir), **(names or {})}
+    if (out_dir / latents.INFO_FILE).is_file():
+        old = latents.read_info(out_dir)
+        diff = [k for k in INFO_KEYS if old.get(k) != info[k]]
+        if diff:
+            raise ValueError(f"{out_dir}: holds latents made with other settings ({', '.join(diff)}); "
+                             "use a new --out directory")
+    elif process_index == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        latents.write_info(out_dir, info)
+    data_cfg = pipeline.default_data_config()
+    data_cfg.update({"root": str(data_dir), "layout": cfg.layout, "split": cfg.split,
+                     "sample_rate": sample_rate, "crop_seconds": cfg.segment_frames * hop_samples / sample_rate,
+                     "examples_per_song": cfg.mixes_per_song, "validate": cfg.validate,
+                     "silence_db": cfg.silence_db})
+    counts: Counter = Counter()
+    written = done = examples = 0
+    for i in range(process_index, len(shards), process_count):
+        if latents.shard_path(out_dir, i, len(shards)).is_file():
+            done += 1
+            continue
+        probed = probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
+                             full=cfg.validate == "full", silence_db=cfg.silence_db)
+        gen = shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts) if probed else iter(())
+        n = latents.write_shard(out_dir, i, len(shards), gen, cfg.latent_dtype)
+        examples += n
+        written += 1
+        log.info("shard %d/%d: %d songs -> %d examples (%.1f examples/s so far)", i + 1, len(shards), len(probed),
+                 n, examples / (time.time() - t0))
+    skipped = dict(skips)
+    skipped.update(counts)
+    seconds = time.time() - t0
+    summary = {"host": process_index, "hosts": process_count, "songs": len(songs), "shards": len(shards),
+               "shards_written": written, "shards_already_done": done, "examples_written": examples,
+               "seconds": round(seconds, 1), "examples_per_s": round(examples / max(seconds, 1e-9), 2),
+               "skipped": skipped}
+    (out_dir / f"precompute-host{process_index:03d}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
+    """ae.encode for whole-frame segments as one jitted call, batch sharded over the (local) devices.
+
+    wav: [B, frames * hop_samples] -> latents [B, frames, latent_dim] (scaled like Autoencoder.encode).
+    """
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    from diffariff_jax.models.cae import CAE
+
+    devices = list(devices or jax.local_devices())
+    mesh = Mesh(np.array(devices), ("data",))
+    rows, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    params = jax.device_put(ae.params, whole)
+
+    @partial(jax.jit, in_shardings=(whole, rows), out_shardings=rows)
+    def enc(params, wav):
+        spec = ae.stft.wave_to_spec(wav, ae.shape.time_reduction)
+        return ae.model.apply(params, spec, method=CAE.encode) / ae.latent_scale
+
+    def encode(wav: np.ndarray) -> np.ndarray:
+        if wav.shape[1] % ae.hop_samples:
+            raise ValueError(f"segment of {wav.shape[1]} samples is not a whole number of "
+                             f"{ae.hop_samples}-sample frames")
+        pad = (-wav.shape[0]) % len(devices)  # equal rows per device
+        x = jax.device_put(np.pad(np.asarray(wav, np.float32), ((0, pad), (0, 0))), rows)
+        return np.asarray(enc(params, x))[: wav.shape[0]]
+
+    return encode
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = precompute_config()
+    p = argparse.ArgumentParser(prog="python -m diffariff_jax.precompute", description=__doc__.split("\n")[0])
+    p.add_argument("--cae", required=True, help="CAE training workdir or release dir")
+    p.add_argument("--clap", required=True, help="CLAP hub name or save_pretrained directory")
+    p.add_argument("--data", required=True, help="multitrack dataset folder")
+    p.add_argument("--out", required=True, help="latents directory (shards + latents.json)")
+    for key, value in cfg.items():
+        if key != "split_fractions":
+            p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+    p.add_argument("--clap-device", default="cpu", help="torch device for CLAP (cpu, cuda)")
+    p.add_argument("--process-index", type=int, help="this host (default: jax.process_index())")
+    p.add_argument("--process-count", type=int, help="hosts (default: jax.process_count())")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for key in cfg:
+        if key != "split_fractions":
+            cfg[key] = getattr(args, key)
+    from diffariff_jax.autoencoder import Autoencoder
+    from diffariff_jax.clap import ClapEmbedder
+
+    try:
+        if not Path(args.data).is_dir():
+            raise FileNotFoundError(f"{args.data}: dataset folder not found")
+        ae = Autoencoder.load(args.cae)
+        clap = ClapEmbedder.from_pretrained(args.clap, device=args.clap_device)
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")  # the accelerators belong to JAX
+        summary = run(args.data, args.out, sharded_encoder(ae), clap.embed_audio, cfg,
+                      sample_rate=ae.sample_rate, hop_samples=ae.hop_samples, latent_dim=ae.latent_dim,
+                      clap_dim=clap.dim, clap_rate=clap.sample_rate,
+                      process_index=jax.process_index() if args.process_index is None else args.process_index,
+                      process_count=jax.process_count() if args.process_count is None else args.process_count,
+                      names={"cae": str(args.cae), "clap": clap.name})
+    except (FileNotFoundError, ValueError) as e:  # AudioError, CheckpointError, ClapLoadError are ValueErrors
+        log.error("error: %s", str(e).splitlines()[0])
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

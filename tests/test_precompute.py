@@ -1,0 +1,110 @@
+"""Precompute core with stand-in CAE/CLAP: records match their stems, resume, host split, bad input."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from diffariff_jax.audio.io import read_audio
+from diffariff_jax.data.latents import LatentReader, decode_example, list_shards, read_info
+from diffariff_jax.precompute import precompute_config, run
+from diffariff_jax.testing.synth_stems import make_tree
+
+SR, HOP, FRAMES, CLAP_DIM = 48000, 4096, 8, 16
+W = np.random.default_rng(0).standard_normal((HOP, 64)).astype(np.float32) / 64
+
+
+def stand_in_encode(wav):
+    """A linear 'CAE': each 4096-sample frame times W -> [B, frames, 64]."""
+    b, n = wav.shape
+    return wav.reshape(b, n // HOP, HOP) @ W
+
+
+def stand_in_clap(wavs):
+    """A gain-invariant 'CLAP': mean |sample| of each of 16 polyphase parts of the window, L2-normalised."""
+    v = np.stack([[np.abs(w[i::CLAP_DIM]).mean() for i in range(CLAP_DIM)] for w in wavs])
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _cfg(**kw):
+    cfg = precompute_config()
+    cfg.update({"split_fractions": (1.0, 0.0, 0.0), "mixes_per_song": 2, "segment_frames": FRAMES,
+                "clap_segments": 2, "clap_seconds": 0.25, "songs_per_shard": 2, "encode_batch": 4, **kw})
+    return cfg
+
+
+def _run(data, out, cfg, **kw):
+    return run(data, out, stand_in_encode, stand_in_clap, cfg, sample_rate=SR, hop_samples=HOP, latent_dim=64,
+               clap_dim=CLAP_DIM, clap_rate=SR, **kw)
+
+
+def _records(out):
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    return {p.name: [decode_example(b) for b in ArrayRecordReader(str(p)).read_all()] for p in list_shards(out)}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("data"), num_songs=5, seconds=3.0)
+
+
+def test_records_match_their_stems(data, tmp_path):
+    s = _run(data, tmp_path, _cfg())
+    assert (s["shards"], s["shards_written"], s["examples_written"]) == (3, 3, 10)  # 5 songs x 2 mixes
+    info = read_info(tmp_path)
+    assert (info["frames"], info["clap_dim"], info["clap_segments"], info["hop_samples"]) == (FRAMES, 16, 2, HOP)
+    length = FRAMES * HOP
+    recs = [r for rs in _records(tmp_path).values() for r in rs]
+    assert sorted(r.song_id for r in recs) == sorted([f"0000{i}_synth" for i in range(5)] * 2)
+    for r in recs:
+        meta = json.loads((data / r.song_id / "metadata.json").read_text())
+        (stem,) = [m["file"] for m in meta["stems"] if m["instrument"] == r.instrument]
+        seg = read_audio(data / r.song_id / stem, mono=True)[0][r.offset:r.offset + length]
+        # The pipeline scales the target by one loudness gain: latents are a positive multiple of the reference.
+        ref = stand_in_encode(seg[None])[0].ravel()
+        got = r.target.astype(np.float32).ravel()
+        assert r.target.shape == r.context.shape == (FRAMES, 64)
+        assert got @ ref / np.linalg.norm(got) / np.linalg.norm(ref) > 0.999
+        assert r.clap.shape == (2, CLAP_DIM) and len(r.clap_offsets) == 2
+        for k, o in enumerate(r.clap_offsets):
+            assert 0 <= o <= length - int(0.25 * SR)
+            np.testing.assert_allclose(r.clap[k], stand_in_clap([seg[o:o + int(0.25 * SR)]])[0], atol=1e-5)
+    batch = LatentReader(tmp_path, batch_size=4, crop_frames=6).batch(0)
+    assert batch["target"].shape == (4, 6, 64) and batch["clap"].shape == (4, CLAP_DIM)
+
+
+def test_resume_skips_finished_shards_and_host_split(data, tmp_path):
+    first = _run(data, tmp_path / "a", _cfg())
+    before = {p.name: p.read_bytes() for p in list_shards(tmp_path / "a")}
+    again = _run(data, tmp_path / "a", _cfg())
+    assert (again["shards_written"], again["shards_already_done"]) == (0, 3)
+    victim = sorted(before)[1]
+    (tmp_path / "a" / victim).unlink()
+    redo = _run(data, tmp_path / "a", _cfg())
+    assert (redo["shards_written"], redo["shards_already_done"]) == (1, 2)
+    assert (tmp_path / "a" / victim).read_bytes() == before[victim]  # same content: (seed, shard) only
+    hosts = [_run(data, tmp_path / "b", _cfg(), process_index=h, process_count=2) for h in (1, 0)]
+    assert [h["shards_written"] for h in hosts] == [1, 2]
+    assert {p.name: p.read_bytes() for p in list_shards(tmp_path / "b")} == before
+    assert first["examples_written"] == sum(h["examples_written"] for h in hosts)
+    with pytest.raises(ValueError, match="other settings.*mixes_per_song"):
+        _run(data, tmp_path / "a", _cfg(mixes_per_song=3))
+
+
+def test_bad_inputs_are_skipped_and_counted(tmp_path):
+    data = make_tree(tmp_path / "d", num_songs=3, seconds=3.0)
+    song0 = json.loads((data / "00000_synth" / "metadata.json").read_text())["stems"]
+    for m in song0[:2]:  # song 0 keeps one stem with sound: skipped as a song
+        sf.write(data / "00000_synth" / m["file"], np.zeros(3 * SR, np.float32), SR)
+    meta = json.loads((data / "00001_synth" / "metadata.json").read_text())
+    (data / "00001_synth" / "09_bad.wav").write_bytes(b"garbage")
+    meta["stems"].append({"file": "09_bad.wav", "instrument": "cello"})
+    (data / "00001_synth" / "metadata.json").write_text(json.dumps(meta))
+    s = _run(data, tmp_path / "o", _cfg(songs_per_shard=3))
+    assert s["skipped"]["bad stem: silent"] == 2
+    assert s["skipped"]["bad stem: unreadable"] == 1
+    assert s["skipped"]["fewer than 2 usable stems"] == 1
+    assert s["examples_written"] == 2 * 2
+    recs = [r for rs in _records(tmp_path / "o").values() for r in rs]
+    assert {r.song_id for r in recs} == {"00001_synth", "00002_synth"} and "cello" not in {r.instrument for r in recs}

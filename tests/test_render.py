@@ -73,3 +73,17 @@ def test_cli_rejects_bad_arguments(tmp_path):
         render.main(["--out", str(tmp_path), "--num-songs", "0"])
     with pytest.raises(FileNotFoundError, match="nope.sf2"):
         render.render_dataset(tmp_path, 1, soundfont=tmp_path / "nope.sf2")
+
+
+def test_unparseable_score_is_skipped_with_its_path(tmp_path, caplog):
+    bad = tmp_path / "works" / "broken.xml"
+    bad.parent.mkdir()
+    bad.write_text("<score-partwise><part id='P1'><measure>")
+    assert render._render_job((7, str(bad), str(tmp_path / "out"), 0, str(render.default_soundfont()), 1.0)) is None
+    assert "skip song 7" in caplog.text and "broken.xml" in caplog.text
+
+
+def test_missing_fluidsynth_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="fluidsynth not found"):
+        render.render_dataset(tmp_path, 1)

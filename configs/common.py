@@ -48,7 +48,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             "keep_checkpoints": 3,
             "keep_best": 1,  # also keep the n checkpoints with the lowest validation loss (EMA params)
             "async_checkpoints": True,
-            "eval_batches": 4,  # validation batches per evaluation (the same ones every time)
+            "eval_batches": 4,  # validation batches per evaluation (the same ones every time); 0 = none
             "tensorboard": True,  # tf.summary events beside metrics.jsonl
             "peak_flops": 0.0,  # per-device peak FLOP/s for MFU; 0 = look up the device kind
             "sample_every": 0,  # LDM: decode a few validation contexts to audio every N steps; 0 = off

@@ -3,8 +3,8 @@
     python -m diffariff_jax.clap train --data data/demo --out runs/clap [--variant small] [--steps N]
 
 No public CLAP weights can be fetched here, so the demo's text prompts get their meaning from this model.
-Data: one folder per song holding metadata.json ({"stems": [{"file", "instrument"}, ...]}, as written by
-`diffariff_jax.data.render`) and one WAV per stem. Songs are split into train / held-out by a seeded
+Data: any layout data/layouts.py reads (default `demo`: one folder per song with metadata.json naming each
+stem's instrument, as `diffariff_jax.data.render` writes it); captions come from the instrument names. Songs are split into train / held-out by a seeded
 shuffle; each stem gives `crops_per_stem` non-silent 10 s windows whose mel features are computed once
 with the same feature extractor the embedder uses. Captions come from instrument names through templates
 ("a cello", "solo flute melody", ...). Since many stems share an instrument, the loss is the symmetric
@@ -88,39 +88,28 @@ def build_clap(cfg: ml_collections.ConfigDict, texts: list[str]) -> tuple[ClapMo
 @dataclass
 class Crop:
     song_id: str
-    path: Path
+    paths: tuple[str, ...]
     instrument: str
     start: int  # sample offset of the window in the stem
 
 
-def list_stems(data_dir: str | Path) -> list[tuple[str, Path, str]]:
-    """(song_id, wav path, instrument) for every stem named in DATA/*/metadata.json, sorted by song."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such data directory")
-    stems = []
-    for meta_path in sorted(data_dir.glob("*/metadata.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-            entries = [(str(s["file"]), str(s["instrument"]).strip().lower()) for s in meta["stems"]]
-        except (ValueError, KeyError, TypeError) as e:
-            log.warning("skip song %s: unreadable metadata.json (%s)", meta_path.parent, e)
-            continue
-        stems += [(meta_path.parent.name, meta_path.parent / f, inst) for f, inst in entries]
-    if not stems:
-        raise FileNotFoundError(f"{data_dir}: no songs (expected folders with metadata.json naming their stems)")
-    return stems
+def list_stems(data_dir: str | Path, layout: str = "demo") -> list[tuple[str, tuple[str, ...], str]]:
+    """(song_id, stem paths, instrument) for every stem of every song (data/layouts.py scan, bad songs skipped)."""
+    from diffariff_jax.data import layouts
+
+    return [(song.song_id, stem.paths, stem.instrument.strip().lower())
+            for song in layouts.scan(data_dir, layout) for stem in song.stems]
 
 
-def iter_crops(stems: list[tuple[str, Path, str]], sample_rate: int, window: int, per_stem: int, silence_db: float,
+def iter_crops(stems: list[tuple[str, tuple[str, ...], str]], sample_rate: int, window: int, per_stem: int, silence_db: float,
                rng: np.random.Generator, counts: dict[str, int]) -> Iterator[tuple[Crop, np.ndarray]]:
     """Yields (crop, audio [<= window]) for up to `per_stem` random non-silent windows of each stem.
 
     Unreadable / NaN / empty stems and silent windows are skipped, logged, and counted in `counts`.
     """
-    for song_id, path, inst in stems:
+    for song_id, paths, inst in stems:
         try:
-            wav = read_audio(path, sample_rate=sample_rate, mono=True)[0]
+            wav = _read_stem(paths, sample_rate)
         except AudioError as e:
             log.warning("skip stem: %s", e)
             counts["bad_stems"] = counts.get("bad_stems", 0) + 1
@@ -131,12 +120,21 @@ def iter_crops(stems: list[tuple[str, Path, str]], sample_rate: int, window: int
             if is_silent(piece, silence_db):
                 counts["silent_crops"] = counts.get("silent_crops", 0) + 1
                 continue
-            yield Crop(song_id, path, inst, int(s)), piece
+            yield Crop(song_id, paths, inst, int(s)), piece
+
+
+def _read_stem(paths: tuple[str, ...], sample_rate: int) -> np.ndarray:
+    """A stem as mono [samples]: the sum of its files (MoisesDB stems have several), zero-padded to the longest."""
+    wavs = [read_audio(p, sample_rate=sample_rate, mono=True)[0] for p in paths]
+    out = np.zeros(max(len(w) for w in wavs), np.float32)
+    for w in wavs:
+        out[:len(w)] += w
+    return out
 
 
 def crop_audio(crop: Crop, sample_rate: int, window: int) -> np.ndarray:
     """Re-reads one crop's window (held-out clips are embedded after training, not kept in memory)."""
-    return read_audio(crop.path, sample_rate=sample_rate, mono=True)[0][crop.start:crop.start + window]
+    return _read_stem(crop.paths, sample_rate)[crop.start:crop.start + window]
 
 
 def featurize(fe: ClapFeatureExtractor, pieces: Iterator[tuple[Crop, np.ndarray]],
@@ -193,7 +191,7 @@ def _loss(model: ClapModel, feats: torch.Tensor, tokens: dict, labels: torch.Ten
                   + torch.sum(-targets * logits.T.log_softmax(1), 1).mean())
 
 
-def train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | Path) -> dict:
+def train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | Path, layout: str = "demo") -> dict:
     """Trains, saves model + processor to out_dir, evaluates held-out retrieval; returns the metrics dict."""
     from diffariff_jax.clap import ClapEmbedder
 
@@ -202,7 +200,7 @@ def train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | P
     if tc.torch_threads:
         torch.set_num_threads(tc.torch_threads)
     rng = np.random.default_rng(tc.seed)
-    stems = list_stems(data_dir)
+    stems = list_stems(data_dir, layout)
     songs = sorted({s for s, _, _ in stems})
     if len(songs) < 2:
         raise ValueError(f"{data_dir}: {len(songs)} song(s); need at least 2 to hold some out for evaluation")
@@ -274,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     from configs.clap import get_config
 
     p = argparse.ArgumentParser(prog="python -m diffariff_jax.clap train", description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="demo-layout folder: one folder per song with metadata.json")
+    p.add_argument("--data", required=True, help="multitrack folder (captions come from stem instrument names)")
+    p.add_argument("--layout", default="demo", help="data/layouts.py layout: demo | generic | musdb18hq | ...")
     p.add_argument("--out", required=True, help="output directory (save_pretrained model + processor)")
     p.add_argument("--variant", default="small", help="configs/clap.py variant: tiny | small")
     p.add_argument("--steps", type=int, help="override train.steps")
@@ -290,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         cfg.train.torch_threads = args.threads
     try:
-        m = train(cfg, args.data, args.out)
+        m = train(cfg, args.data, args.out, args.layout)
     except (FileNotFoundError, ValueError) as e:
         log.error("error: %s", e)
         return 1

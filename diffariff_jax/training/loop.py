@@ -91,13 +91,18 @@ def _first_non_finite(history: list[dict[str, float]], first_step: int) -> int |
     return None
 
 
-def build_state(task, config: ml_collections.ConfigDict, mesh) -> tuple[Any, Any]:
-    """A fresh TrainState created directly with its shardings (params never exist unsharded) + shardings."""
+def abstract_state(task, config: ml_collections.ConfigDict, mesh) -> tuple[Any, Any]:
+    """(ShapeDtypeStructs of the TrainState carrying its shardings, the shardings) -- nothing is computed."""
     key = jax.random.PRNGKey(int(config.train.seed))
-    abstract = jax.eval_shape(functools.partial(state_lib.create_train_state, task), key)
-    shardings = mesh_lib.tree_shardings(abstract, mesh, int(config.mesh.min_fsdp_size))
+    shapes = jax.eval_shape(functools.partial(state_lib.create_train_state, task), key)
+    shardings = mesh_lib.tree_shardings(shapes, mesh, int(config.mesh.min_fsdp_size))
+    return ckpt.abstract_like(shapes, shardings), shardings
+
+
+def init_state(task, config: ml_collections.ConfigDict, shardings: Any) -> Any:
+    """A fresh TrainState created directly with its shardings (params never exist unsharded)."""
     create = jax.jit(functools.partial(state_lib.create_train_state, task), out_shardings=shardings)
-    return create(key), shardings
+    return create(jax.random.PRNGKey(int(config.train.seed)))
 
 
 def make_eval_fn(task, state_shardings, mesh) -> Callable:
@@ -152,12 +157,14 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
     ckpt.check_kind(workdir, config.kind)
     ckpt.write_config(workdir, config)
     manager = ckpt.make_manager(workdir, train_cfg)
-    state, shardings = build_state(task, config, mesh)
+    target, shardings = abstract_state(task, config, mesh)
     start_step, data_position = 0, {"step": 0, "seed": int(train_cfg.seed)}
-    restored = ckpt.restore_latest(manager, ckpt.abstract_like(state, shardings))
+    restored = ckpt.restore_latest(manager, target)  # straight onto the shardings: no throwaway init
     if restored is not None:
         state, data_position, start_step = restored
         logging.info("resumed from step %d of %s", start_step, workdir)
+    else:
+        state = init_state(task, config, shardings)
     last_good = start_step if restored is not None else None
 
     step_fn = jax.jit(functools.partial(state_lib.train_step, task),
@@ -215,7 +222,7 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
             val_loss = None
             if step % int(train_cfg.log_every) == 0 or step == num_steps:
                 flush(step)
-            if step % int(train_cfg.eval_every) == 0 or step == num_steps:
+            if int(train_cfg.eval_batches) > 0 and (step % int(train_cfg.eval_every) == 0 or step == num_steps):
                 flush(step)
                 since = time.perf_counter()
                 val = validate(eval_fn, state, batches, mesh, config)

@@ -1,0 +1,88 @@
+"""Train the CAE or the LDM: the one entry point for 1 CPU, a GPU node or a TPU pod slice.
+
+    python -m diffariff_jax.train --config configs/cae.py:tiny --workdir runs/cae
+    python -m diffariff_jax.train --config configs/ldm.py:tiny --workdir runs/ldm \
+        --config.data.records_dir=DIR --config.train.batch_size=64
+
+Every process of a multi-host job runs the same command; the JAX coordinator is found from SLURM, the TPU
+metadata, JAX_COORDINATOR_ADDRESS or --coordinator_address. Bad input (unknown config key, a workdir
+of another model kind, a data dir with no records) fails with one line before anything compiles.
+Exit status: 0 when the run reached train.num_steps, 75 when it stopped for preemption after saving
+(launch/tpu_babysit.sh relaunches on 75), 1 on a user-facing error.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+PREEMPTED_EXIT = 75
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/ldm.py:tiny")
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (local or gs://): config, checkpoints, logs")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host without "
+                                   "SLURM/TPU auto-detection)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the job (with --coordinator_address)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
+    # JAX's distributed runtime first: nothing may touch a backend before it.
+    from diffariff_jax.training import mesh as mesh_lib
+
+    mesh_lib.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+    import jax
+
+    from diffariff_jax.training import checkpoint as ckpt
+    from diffariff_jax.training import loop, tasks
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value
+    try:
+        kind = config.kind
+    except OSError as err:  # config_flags reports a config file it could not load only when it is used
+        _fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
+    try:
+        ckpt.check_kind(workdir, kind)
+        tasks.check_data(config)
+        mesh_lib.mesh_shape(config.mesh, jax.device_count())
+        result = loop.train(config, workdir)
+    except (ckpt.CheckpointError, mesh_lib.MeshError, tasks.DataSetupError, loop.TrainingError) as err:
+        _fail(str(err))
+    if result.preempted:
+        sys.exit(PREEMPTED_EXIT)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with an unknown --config.KEY or a bad value reported in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        _fail(" ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
+    except (AttributeError, KeyError) as err:  # ml_collections: an override naming a field that does not exist
+        text = str(err)
+        key = re.search(r"'(\w+)", text).group(1) if re.search(r"'(\w+)", text) else text
+        hint = re.search(r'Did you mean "(\w+)"', text)
+        named = [arg.split("=")[0] for arg in argv if arg.startswith("--config.") and f".{key}" in arg]
+        _fail(f"unknown config key {named[0] if named else key}: the config has no field {key!r}"
+              + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
+
+
+def run() -> None:
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()

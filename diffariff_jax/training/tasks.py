@@ -1,0 +1,113 @@
+"""What the generic loop needs per model kind: the task, its per-host batches, a data check, LDM sampling.
+
+    make_task(config)                       -> LDMTask | CAETask (by config.kind)
+    check_data(config)                      -> raises DataSetupError before anything compiles
+    make_batches(config, split, start_step, process_index=, process_count=) -> iterator of host batches
+    make_sample_fn(config, task)            -> (ema_params, step, workdir) -> writes audio (LDM)
+
+Data order is a function of (seed, step, process): a resumed run reads exactly the batches it would have.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator
+
+import ml_collections
+import numpy as np
+
+KINDS = ("ldm", "cae")
+
+
+class DataSetupError(ValueError):
+    """Training data that cannot be read (missing dir, no records/songs): a one-line message."""
+
+
+def make_task(config: ml_collections.ConfigDict) -> Any:
+    """The training task for config.kind."""
+    if config.kind == "ldm":
+        from diffariff_jax.training.ldm_task import LdmTask
+
+        return LdmTask(config)
+    if config.kind == "cae":
+        from diffariff_jax.training.cae_task import CAETask
+
+        return CAETask(config)
+    raise ValueError(f"config.kind={config.kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def _cae_val_split(config: ml_collections.ConfigDict) -> str:
+    """"validation" when the dataset has validation songs, else "train" (tiny demo sets), with a warning."""
+    from diffariff_jax.data import layouts
+
+    songs = layouts.scan(config.data.root, config.data.layout, layouts.Skips())
+    if layouts.songs_in_split(songs, "validation", tuple(config.data.split_fractions)):
+        return "validation"
+    logging.warning("%s has no validation songs; the validation loss uses training songs", config.data.root)
+    return "train"
+
+
+def check_data(config: ml_collections.ConfigDict) -> None:
+    """Fails in one line when the training data named by the config is missing or holds no records."""
+    if config.kind == "ldm":
+        from diffariff_jax.data import latents
+
+        root = config.data.records_dir
+        if not root:
+            raise DataSetupError("config.data.records_dir is not set; pass --config.data.records_dir=DIR "
+                                 "(written by python -m diffariff_jax.precompute)")
+        for directory in (root, config.data.val_records_dir or root):
+            try:
+                latents.read_info(directory)
+                latents.list_shards(directory)
+            except (FileNotFoundError, ValueError) as err:
+                raise DataSetupError(f"LDM data: {err}") from None
+    elif config.kind == "cae":
+        from diffariff_jax.data import layouts
+
+        root = config.data.root
+        if not root:
+            raise DataSetupError("config.data.root is not set; pass --config.data.root=DIR (multitrack songs)")
+        try:
+            songs = layouts.scan(root, config.data.layout, layouts.Skips())
+        except (FileNotFoundError, ValueError) as err:
+            raise DataSetupError(f"CAE data: {str(err).splitlines()[0]}") from None
+        if not layouts.songs_in_split(songs, config.data.split, tuple(config.data.split_fractions)):
+            raise DataSetupError(f"CAE data: {root} has no song in split {config.data.split!r}")
+
+
+def make_batches(config: ml_collections.ConfigDict, split: str, start_step: int, *, process_index: int,
+                 process_count: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless per-host numpy batches of `split` ("train" | "val") from batch `start_step` on.
+
+    Each host reads batch_size / process_count examples of its own shard.
+    """
+    per_host = int(config.train.batch_size) // process_count
+    seed = int(config.train.seed) + (0 if split == "train" else 1)
+    if config.kind == "ldm":
+        from diffariff_jax.data.latents import LatentReader
+
+        root = config.data.records_dir if split == "train" else (config.data.val_records_dir
+                                                                  or config.data.records_dir)
+        reader = LatentReader(root, per_host, int(config.data.crop_frames), seed=seed,
+                              process_index=process_index, process_count=process_count)
+        return reader.iterate(start_step)
+    from diffariff_jax.data.pipeline import cae_dataset
+
+    cfg = ml_collections.ConfigDict(config.data.to_dict())
+    if split != "train":
+        cfg.split = _cae_val_split(config)
+    dataset = cae_dataset(cfg, per_host, seed=seed, process_index=process_index, process_count=process_count,
+                          start_step=start_step)
+    return ({"audio": batch["audio"]} for batch in dataset.as_numpy_iterator())
+
+
+def make_sample_fn(config: ml_collections.ConfigDict, task: Any) -> Callable | None:
+    """LDM: a function writing `train.sample_count` decoded validation samples to workdir/samples/<step>/.
+
+    Needs train.sample_cae (a CAE workdir or release dir) to turn latents into audio; returns None for the CAE.
+    """
+    if config.kind != "ldm":
+        return None
+    from diffariff_jax.training.sampling import make_ldm_sample_fn
+
+    return make_ldm_sample_fn(config, task)

@@ -1,0 +1,51 @@
+"""`python -m diffariff_jax.train`: bad input fails with one clear line before anything compiles."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train(*args, workdir):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "diffariff_jax.train", "--workdir", str(workdir), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    return proc.returncode, lines, proc.stderr
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.train.no_such_key=1", "error: unknown config key --config.train.no_such_key: the config has no "
+                                     "field 'no_such_key'"),
+    ("--config.trian.lr=1", "error: unknown config key --config.trian.lr: the config has no field 'trian' "
+                            "(did you mean 'train'?)"),
+])
+def test_unknown_config_key(tmp_path, override, message):
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", override, workdir=tmp_path / "run")
+    assert rc == 1 and errors == [message], stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
+def test_workdir_of_another_model_kind(tmp_path):
+    workdir = tmp_path / "cae_run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps({"kind": "cae"}))
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", f"--config.data.records_dir={tmp_path}",
+                                workdir=workdir)
+    assert rc == 1 and errors == [f"error: workdir {workdir} holds a 'cae' model, not 'ldm'; use another --workdir"]
+    assert "Traceback" not in stderr
+
+
+def test_data_dir_without_records_fails_before_compiling(tmp_path):
+    empty = tmp_path / "latents"
+    empty.mkdir()
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", f"--config.data.records_dir={empty}",
+                                workdir=tmp_path / "run")
+    assert rc == 1 and len(errors) == 1 and errors[0].startswith(f"error: LDM data: {empty}: no latents.json")
+    assert "Traceback" not in stderr
+    # nothing was started: no config, no checkpoint written
+    assert not (tmp_path / "run").exists()

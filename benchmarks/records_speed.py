@@ -92,14 +92,16 @@ def main() -> None:
         while time.perf_counter() - t < 2.0:
             n += len(reader.read(rng.integers(0, args.examples, args.batch)))
         res["arrayrecord_random_read_decode_ex_s"] = _rate(n, time.perf_counter() - t)
-        t = time.perf_counter()
-        steps = 0
-        it = reader.iterate(prefetch=2)
-        while time.perf_counter() - t < 3.0:
+        for workers in (1, 2, 4):
+            it = reader.iterate(prefetch=4, workers=workers)
             next(it)
-            steps += 1
-        it.close()
-        res["latent_reader_batches_ex_s"] = _rate(steps * args.batch, time.perf_counter() - t)
+            t = time.perf_counter()
+            steps = 0
+            while time.perf_counter() - t < 3.0:
+                next(it)
+                steps += 1
+            it.close()
+            res[f"latent_reader_batches_{workers}w_ex_s"] = _rate(steps * args.batch, time.perf_counter() - t)
 
     meta = {"examples": args.examples, "frames": args.frames, "crop_frames": args.crop_frames,
             "clap_segments": args.clap_segments, "clap_dim": args.clap_dim, "batch": args.batch,

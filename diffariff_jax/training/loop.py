@@ -38,11 +38,12 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainResult:
-    """How a run ended: final step, whether it stopped for preemption, last logged metrics."""
+    """How a run ended: final step, whether it stopped for preemption, last logged metrics, final state."""
 
     step: int
     preempted: bool
     metrics: dict[str, float]
+    state: Any
 
 
 def peak_flops_per_device(device: jax.Device, override: float = 0.0) -> float:
@@ -251,5 +252,5 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
         writer.close()
         preemption.restore_handler()
     final_step = int(jax.device_get(state.step))
-    return TrainResult(step=final_step, preempted=preempted, metrics=last_metrics)
+    return TrainResult(step=final_step, preempted=preempted, metrics=last_metrics, state=state)
 

@@ -93,18 +93,30 @@ def test_resume_skips_finished_shards_and_host_split(data, tmp_path):
 
 
 def test_bad_inputs_are_skipped_and_counted(tmp_path):
-    data = make_tree(tmp_path / "d", num_songs=3, seconds=3.0)
+    data = make_tree(tmp_path / "d", num_songs=5, seconds=3.0)
     song0 = json.loads((data / "00000_synth" / "metadata.json").read_text())["stems"]
     for m in song0[:2]:  # song 0 keeps one stem with sound: skipped as a song
         sf.write(data / "00000_synth" / m["file"], np.zeros(3 * SR, np.float32), SR)
     meta = json.loads((data / "00001_synth" / "metadata.json").read_text())
     (data / "00001_synth" / "09_bad.wav").write_bytes(b"garbage")
-    meta["stems"].append({"file": "09_bad.wav", "instrument": "cello"})
+    nan = np.full(3 * SR, 0.1, np.float32)
+    nan[100] = np.nan
+    sf.write(data / "00001_synth" / "10_nan.wav", nan, SR, subtype="FLOAT")
+    meta["stems"] += [{"file": "09_bad.wav", "instrument": "cello"}, {"file": "10_nan.wav", "instrument": "oboe"}]
     (data / "00001_synth" / "metadata.json").write_text(json.dumps(meta))
+    for m in json.loads((data / "00003_synth" / "metadata.json").read_text())["stems"]:
+        sf.write(data / "00003_synth" / m["file"], np.zeros(SR // 4, np.float32) + 0.1, SR)  # 0.25 s < a segment
+    # Song 4: a stereo 44.1 kHz stem is resampled and downmixed, not skipped.
+    first = json.loads((data / "00004_synth" / "metadata.json").read_text())["stems"][0]["file"]
+    wav = read_audio(data / "00004_synth" / first, sample_rate=44100)[0]
+    sf.write(data / "00004_synth" / first, np.stack([wav, 0.5 * wav], axis=1), 44100)
     s = _run(data, tmp_path / "o", _cfg(songs_per_shard=3))
     assert s["skipped"]["bad stem: silent"] == 2
     assert s["skipped"]["bad stem: unreadable"] == 1
+    assert s["skipped"]["bad stem: contains NaN or inf samples"] == 1
     assert s["skipped"]["fewer than 2 usable stems"] == 1
-    assert s["examples_written"] == 2 * 2
+    assert s["skipped"]["too short"] == 1
+    assert s["examples_written"] == 3 * 2
     recs = [r for rs in _records(tmp_path / "o").values() for r in rs]
-    assert {r.song_id for r in recs} == {"00001_synth", "00002_synth"} and "cello" not in {r.instrument for r in recs}
+    assert {r.song_id for r in recs} == {"00001_synth", "00002_synth", "00004_synth"}
+    assert not {"cello", "oboe"} & {r.instrument for r in recs}

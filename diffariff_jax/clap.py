@@ -15,7 +15,6 @@ CLI: `python -m diffariff_jax.clap train --data DIR --out DIR` trains a small CL
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -70,12 +69,14 @@ class ClapEmbedder:
                         batch_size: int = 16) -> "ClapEmbedder":
         """Loads model + processor (feature extractor and tokenizer) from a hub name or a local directory."""
         name_or_path = str(name_or_path)
-        looks_local = os.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists()
-        if looks_local and not Path(name_or_path).is_dir():
+        # Hub names look like "org/name"; absolute, relative-dot and home paths are surely local.
+        looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
+        if looks_local and not Path(name_or_path).expanduser().is_dir():
             raise ClapLoadError(f"{name_or_path}: no such CLAP model directory")
         try:
-            model = ClapModel.from_pretrained(name_or_path)
-            processor = ClapProcessor.from_pretrained(name_or_path)
+            source = str(Path(name_or_path).expanduser()) if looks_local else name_or_path
+            model = ClapModel.from_pretrained(source)
+            processor = ClapProcessor.from_pretrained(source)
         except (OSError, ValueError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ClapLoadError(f"{name_or_path}: cannot load a CLAP model and processor ({reason})") from None

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 EncodeFn = Callable[[np.ndarray], np.ndarray]       # wav [B, samples] -> latents [B, frames, latent_dim]
 EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
-             "split", "layout", "mixes_per_song", "seed")  # must match to resume into an existing directory
+             "split", "layout", "mixes_per_song", "seed", "cae", "clap")  # must match to resume into a directory
 
 
 def precompute_config() -> ml_collections.ConfigDict:
@@ -150,7 +150,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
             "mixes_per_song": cfg.mixes_per_song, "seed": cfg.seed, "data": str(data_dir), **(names or {})}
     if (out_dir / latents.INFO_FILE).is_file():
         old = latents.read_info(out_dir)
-        diff = [k for k in INFO_KEYS if old.get(k) != info[k]]
+        diff = [k for k in INFO_KEYS if old.get(k) != info.get(k)]
         if diff:
             raise ValueError(f"{out_dir}: holds latents made with other settings ({', '.join(diff)}); "
                              "use a new --out directory")

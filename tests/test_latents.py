@@ -108,3 +108,20 @@ def test_reader_errors(tmp_path):
     shard_path(root, 1, 3).unlink()
     with pytest.raises(FileNotFoundError, match="shards missing"):
         LatentReader(root, 2, 8)
+
+
+def test_global_batches_on_a_mesh(tmp_path):
+    import jax
+
+    from configs.common import mesh_config
+    from diffariff_jax.data.latents import global_batches
+    from diffariff_jax.training.mesh import make_mesh
+
+    reader = LatentReader(_make(tmp_path), batch_size=4, crop_frames=8, seed=5)
+    gen = global_batches(reader, make_mesh(mesh_config()), start_step=2)
+    got = next(gen)
+    gen.close()
+    want = reader.batch(2)
+    assert all(isinstance(v, jax.Array) for v in got.values())
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), want[k])

@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         if key != "split_fractions":
             p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     p.add_argument("--clap-device", default="cpu", help="torch device for CLAP (cpu, cuda)")
-    p.add_argument("--process-index", type=int, help="this host (default: jax.process_index())")
+    p.add_argument("--process-index", type=int, help="this host (default: jax.process_index() after "
+                   "joining a multi-host job, if the environment describes one)")
     p.add_argument("--process-count", type=int, help="hosts (default: jax.process_count())")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -237,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg[key] = getattr(args, key)
     from diffariff_jax.autoencoder import Autoencoder
     from diffariff_jax.clap import ClapEmbedder
+    from diffariff_jax.training.mesh import maybe_initialize_distributed
 
+    if args.process_index is None and args.process_count is None:
+        maybe_initialize_distributed()  # TPU pod / SLURM / JAX_COORDINATOR_ADDRESS: hosts split the shards
     try:
         if not Path(args.data).is_dir():
             raise FileNotFoundError(f"{args.data}: dataset folder not found")

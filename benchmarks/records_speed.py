@@ -1,10 +1,10 @@
 """ArrayRecord vs TFRecord for latent records: write, sequential read, random read, and LatentReader batches.
 
     python benchmarks/records_speed.py [--examples 2000] [--frames 144] [--clap-segments 4] \
-        [--clap-dim 512] [--workers 2]
+        [--clap-dim 512]
 
-Both formats store the same bytes, encoded inside the timed write loop (diffariff_jax.data.latents.encode_example: float16 latents
-[frames, 64] x 2 + float32 CLAP [K, D]), so only the container differs. Files are read right after being
+Both formats store the same bytes, encoded inside the timed write loop (data/latents.py encode_example:
+float16 latents [frames, 64] x 2 + float32 CLAP [K, D]), so only the container differs. Files are read right after being
 written, so the OS page cache holds them: these are container + decode costs, not disk speed. Prints a
 table and writes benchmarks/results/records_speed.json.
 """

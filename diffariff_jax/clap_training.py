@@ -4,10 +4,10 @@
 
 No public CLAP weights can be fetched here, so the demo's text prompts get their meaning from this model.
 Data: any layout data/layouts.py reads (default `demo`: one folder per song with metadata.json naming each
-stem's instrument, as `diffariff_jax.data.render` writes it); captions come from the instrument names. Songs are split into train / held-out by a seeded
-shuffle; each stem gives `crops_per_stem` non-silent 10 s windows whose mel features are computed once
-with the same feature extractor the embedder uses. Captions come from instrument names through templates
-("a cello", "solo flute melody", ...). Since many stems share an instrument, the loss is the symmetric
+stem's instrument, as `diffariff_jax.data.render` writes it); captions come from the instrument names.
+Songs are split into train / held-out by a seeded shuffle; each stem gives `crops_per_stem` non-silent
+10 s windows whose mel features are computed once with the same feature extractor the embedder uses.
+Captions are instrument names in templates ("a cello", "solo flute melody", ...). Since many stems share an instrument, the loss is the symmetric
 CLIP cross-entropy with every same-instrument pair in the batch counted as a positive.
 
 The output directory loads with `ClapEmbedder.from_pretrained(out)`; `metrics.json` there holds the
@@ -94,15 +94,16 @@ class Crop:
 
 
 def list_stems(data_dir: str | Path, layout: str = "demo") -> list[tuple[str, tuple[str, ...], str]]:
-    """(song_id, stem paths, instrument) for every stem of every song (data/layouts.py scan, bad songs skipped)."""
+    """(song_id, stem paths, instrument) of every stem of every song (data/layouts.py scan; bad songs skipped)."""
     from diffariff_jax.data import layouts
 
     return [(song.song_id, stem.paths, stem.instrument.strip().lower())
             for song in layouts.scan(data_dir, layout) for stem in song.stems]
 
 
-def iter_crops(stems: list[tuple[str, tuple[str, ...], str]], sample_rate: int, window: int, per_stem: int, silence_db: float,
-               rng: np.random.Generator, counts: dict[str, int]) -> Iterator[tuple[Crop, np.ndarray]]:
+def iter_crops(stems: list[tuple[str, tuple[str, ...], str]], sample_rate: int, window: int, per_stem: int,
+               silence_db: float, rng: np.random.Generator,
+               counts: dict[str, int]) -> Iterator[tuple[Crop, np.ndarray]]:
     """Yields (crop, audio [<= window]) for up to `per_stem` random non-silent windows of each stem.
 
     Unreadable / NaN / empty stems and silent windows are skipped, logged, and counted in `counts`.
@@ -114,7 +115,8 @@ def iter_crops(stems: list[tuple[str, tuple[str, ...], str]], sample_rate: int, 
             log.warning("skip stem: %s", e)
             counts["bad_stems"] = counts.get("bad_stems", 0) + 1
             continue
-        starts = [0] if len(wav) <= window else sorted(rng.choice(len(wav) - window + 1, size=per_stem, replace=False))
+        positions = len(wav) - window + 1
+        starts = [0] if positions <= 1 else sorted(rng.choice(positions, size=min(per_stem, positions), replace=False))
         for s in starts:
             piece = wav[s:s + window]
             if is_silent(piece, silence_db):

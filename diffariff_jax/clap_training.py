@@ -7,8 +7,9 @@ Data: any layout data/layouts.py reads (default `demo`: one folder per song with
 stem's instrument, as `diffariff_jax.data.render` writes it); captions come from the instrument names.
 Songs are split into train / held-out by a seeded shuffle; each stem gives `crops_per_stem` non-silent
 10 s windows whose mel features are computed once with the same feature extractor the embedder uses.
-Captions are instrument names in templates ("a cello", "solo flute melody", ...). Since many stems share an instrument, the loss is the symmetric
-CLIP cross-entropy with every same-instrument pair in the batch counted as a positive.
+Captions are instrument names in templates ("a cello", "solo flute melody", ...). Since many stems share
+an instrument, the loss is the symmetric CLIP cross-entropy with every same-instrument pair in the batch
+counted as a positive.
 
 The output directory loads with `ClapEmbedder.from_pretrained(out)`; `metrics.json` there holds the
 text-to-audio retrieval accuracy on the held-out songs' stems, measured through that public path.

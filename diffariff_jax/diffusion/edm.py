@@ -76,8 +76,10 @@ class Denoiser:
         """Fresh float32 params for inputs of `num_frames` frames (any count works afterwards)."""
         x = jnp.zeros((1, num_frames, self.latent_dim), jnp.float32)
         clap = jnp.zeros((1, self.clap_dim), jnp.float32)
-        variables = self.model.init(key, x, jnp.zeros((1,)), x, clap, jnp.zeros((1,), bool))
-        return variables["params"]
+        # jit: one compiled init instead of compiling every initializer op eagerly (much faster on
+        # CPU); inside a caller's jit (sharded init) this simply inlines.
+        init = jax.jit(lambda k: self.model.init(k, x, jnp.zeros((1,)), x, clap, jnp.zeros((1,), bool)))
+        return init(key)["params"]
 
     def __call__(self, params: PyTree, x: jax.Array, sigma: jax.Array, *, context: jax.Array,
                  clap: jax.Array, clap_dropped: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:

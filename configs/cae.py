@@ -2,7 +2,7 @@
 consistency 2-D UNet decoder (SPEC.md section 1).
 
 Variants:
-  tiny   CPU, trains in minutes; used by tests and `make demo` (base 8 channels, one block per level).
+  tiny   CPU, trains in minutes; used by tests and `make demo` (base 4 channels, one block per level).
   base   half-width Music2Latent (base 32 channels) for single-GPU experiments.
   m2l    the Music2Latent sizes (base 64, multipliers (1,2,4,4,4), 512-wide bottleneck); checkpoints
          converted with `python -m diffariff_jax.export --from music2latent` load into this shape.
@@ -36,8 +36,9 @@ def _model(variant: str) -> ml_collections.ConfigDict:
         "zero_init": True,
     }
     per_variant = {
-        "tiny": {"base_channels": 8, "attention": (0, 0, 0, 0, 1), "encoder_blocks": 1, "decoder_blocks": 1,
-                 "bottleneck_channels": 64, "bottleneck_blocks": 1, "heads": 2, "cond_channels": 32},
+        "tiny": {"base_channels": 4, "multipliers": (1, 2, 4, 8, 8), "attention": (0, 0, 0, 0, 1),
+                 "encoder_blocks": 1, "decoder_blocks": 1, "bottleneck_channels": 32, "bottleneck_blocks": 1,
+                 "heads": 2, "cond_channels": 16},
         "base": {"base_channels": 32, "attention": (0, 0, 1, 1, 1), "encoder_blocks": 1, "decoder_blocks": 2,
                  "bottleneck_channels": 256, "bottleneck_blocks": 2, "heads": 4, "cond_channels": 128},
         "m2l": {"base_channels": 64, "attention": (0, 0, 1, 1, 1), "encoder_blocks": 1, "decoder_blocks": 2,
@@ -70,13 +71,30 @@ def _inference() -> ml_collections.ConfigDict:
 
 
 def _data(variant: str) -> ml_collections.ConfigDict:
-    """Training crops (mono stems and mixes); crop_frames latent frames of 4096 samples each."""
+    """Training crops of mono stems and mixes (diffariff_jax.data.pipeline.cae_dataset reads these keys).
+    A crop is crop_frames latent frames of 4096 samples (m2l: 8 frames = 64 STFT frames, as Music2Latent)."""
+    crop_frames = 4 if variant == "tiny" else 8
+    sample_rate = 48000
     return ml_collections.ConfigDict({
-        "data_dir": "",  # set on the command line: --config.data.data_dir=DIR
-        "sample_rate": 48000,
-        "crop_frames": 4 if variant == "tiny" else 8,  # m2l trained on 64 STFT frames = 8 latent frames
-        "min_rms_db": -60.0,  # crops quieter than this are skipped
-        "shuffle_buffer": 256 if variant == "tiny" else 10000,
+        "root": "",  # dataset folder: --config.data.root=DIR
+        "layout": "demo",  # generic | musdb18hq | slakh2100 | moisesdb | demo
+        "split": "train",
+        "split_fractions": (0.9, 0.05, 0.05),
+        "sample_rate": sample_rate,
+        "crop_frames": crop_frames,
+        "crop_seconds": crop_frames * 4096 / sample_rate,
+        "examples_per_song": 64,
+        "validate": "header",
+        "silence_db": -50.0,
+        "max_crop_tries": 8,
+        "context_keep_prob": 0.5,
+        "context_gain_db": (-12.0, 0.0),
+        "loudness_db": -20.0,
+        "loudness_jitter_db": 4.0,
+        "peak_limit": 0.99,
+        "cae_mix_prob": 0.5,  # a crop is the full mix with this probability, else one stem
+        "num_parallel_calls": -1,
+        "prefetch": 2,
     })
 
 

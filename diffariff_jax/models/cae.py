@@ -225,3 +225,64 @@ class CAE(nn.Module):
     def __call__(self, spec: Array, sigma: Array) -> Array:
         """Initialisation path through all three parts: spec -> latents -> maps -> F(spec, sigma)."""
         return self.network(spec, sigma, self.pyramid(self.encode(spec)))
+
+
+def analytic_flops(s: CAEShape, frames: int) -> dict[str, float]:
+    """Forward FLOPs (2 per multiply-add; convolutions, dense layers and attention; norms and
+    activations left out) for one example of `frames` STFT frames (a multiple of time_reduction):
+    {"encode": encoder, "pyramid": latent up-path, "network": one UNet evaluation}."""
+
+    def conv(k: int, cin: int, cout: int, pos: int) -> float:
+        return 2.0 * k * cin * cout * pos
+
+    def block(cin: int, cout: int, pos: int, k: int, attn_freq: int = 0, cond: bool = False) -> float:
+        fl = conv(k, cin, cout, pos) + conv(k, cout, cout, pos) + (conv(1, cin, cout, pos) if cin != cout else 0.0)
+        if cond:
+            fl += conv(1, s.cond_channels, cout, 1)
+        if attn_freq:  # q, k, v, out projections + scores and weighted sum over attn_freq bins
+            fl += conv(1, cout, 4 * cout, pos) + 2 * 2.0 * pos * attn_freq * cout
+        return fl
+
+    geo = [(s.freq_bins, frames)]
+    for fd in s.freq_downsample:
+        f, t = geo[-1]
+        geo.append((f // 4, t) if fd else (f // 2, t // 2))
+    pos = [f * t for f, t in geo]
+    ch = [s.channels(l) for l in range(s.levels)]
+    attn = [geo[l][0] if s.attention[l] else 0 for l in range(s.levels)]
+    resample_k = [5 if fd else 9 for fd in s.freq_downsample]
+    top, t_lat = s.levels - 1, geo[-1][1]
+
+    enc = conv(9, s.data_channels, ch[0], pos[0])
+    cin = ch[0]
+    for l in range(s.levels):
+        for _ in range(s.encoder_blocks):
+            enc += block(cin, ch[l], pos[l], 9, attn[l])
+            cin = ch[l]
+        if l < top:
+            enc += conv(resample_k[l], ch[l], ch[l], pos[l + 1])
+    enc += conv(1, ch[top] * geo[top][0], s.bottleneck_channels, t_lat)
+    enc += s.bottleneck_blocks * block(s.bottleneck_channels, s.bottleneck_channels, t_lat, 3)
+    enc += conv(1, s.bottleneck_channels, s.latent_dim, t_lat)
+
+    pyr = conv(1, s.latent_dim, s.bottleneck_channels, t_lat)
+    pyr += s.bottleneck_blocks * block(s.bottleneck_channels, s.bottleneck_channels, t_lat, 3)
+    pyr += conv(1, s.bottleneck_channels, ch[top] * geo[top][0], t_lat)
+    for l in reversed(range(s.levels)):
+        pyr += s.encoder_blocks * block(ch[l], ch[l], pos[l], 9, attn[l])
+        if l > 0:
+            pyr += conv(resample_k[l - 1], ch[l], ch[l - 1], pos[l - 1])
+
+    c = s.cond_channels
+    net = 2 * conv(1, c, c, 1) + 2 * (2 * conv(1, c, c, 1) + conv(1, c, s.freq_bins, 1))  # embedding MLPs
+    net += conv(9, s.data_channels, ch[0], pos[0])
+    for l in range(s.levels):
+        net += s.decoder_blocks * (conv(1, ch[l], ch[l], pos[l]) + block(ch[l], ch[l], pos[l], 9, attn[l], True))
+        if l < top:
+            net += conv(resample_k[l], ch[l], ch[l + 1], pos[l + 1])
+    for l in reversed(range(s.levels)):
+        net += s.decoder_blocks * (conv(1, ch[l], ch[l], pos[l]) + block(ch[l], ch[l], pos[l], 9, attn[l], True))
+        if l > 0:
+            net += conv(resample_k[l - 1], ch[l], ch[l - 1], pos[l - 1])
+    net += conv(1, ch[0], ch[0], pos[0]) + conv(9, ch[0], s.data_channels, pos[0])
+    return {"encode": enc, "pyramid": pyr, "network": net}

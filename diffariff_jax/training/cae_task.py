@@ -1,0 +1,68 @@
+"""The CAE training task: consistency training of the decoder with the encoder trained jointly.
+
+Per batch {"audio": [batch, samples]} of mono crops: compressed complex STFT (padded to whole latent
+frames, exactly as `Autoencoder.encode` does) -> encoder -> latents -> up-path maps -> consistency loss
+of the UNet conditioned on them (diffusion/consistency.py). Gradients reach the encoder through the
+student branch; the target branch is stop-gradient. The grid gap decays over config.train.num_steps.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from diffariff_jax.audio.stft import Stft
+from diffariff_jax.diffusion.consistency import Consistency
+from diffariff_jax.models.cae import CAE, CAEShape, analytic_flops
+
+PyTree = Any
+
+
+class CAETask:
+    """Task interface of training/state.py for config.kind == "cae"."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        if config.kind != "cae":
+            raise ValueError(f"CAETask needs config.kind 'cae', got {config.kind!r}")
+        self.config = config
+        self.shape = CAEShape.from_config(config.model)
+        self.stft = Stft.from_config(config.stft)
+        if self.stft.bins != self.shape.freq_bins:
+            raise ValueError(f"config: stft gives {self.stft.bins} bins, model.freq_bins is {self.shape.freq_bins}")
+        self.consistency = Consistency.from_config(config.consistency)
+        self.model = CAE(self.shape, dtype=jnp.dtype(config.train.compute_dtype))
+        self.crop_samples = int(config.data.crop_frames) * self.stft.hop * self.shape.time_reduction
+
+    def spectrogram(self, audio: jax.Array) -> jax.Array:
+        """audio: [batch, samples] -> [batch, freq, frames, 2], frames a multiple of time_reduction."""
+        return self.stft.wave_to_spec(audio.astype(jnp.float32), self.shape.time_reduction)
+
+    def init_params(self, key: jax.Array) -> PyTree:
+        frames = 2 * self.shape.time_reduction
+        spec = jnp.zeros((1, self.shape.freq_bins, frames, self.shape.data_channels), jnp.float32)
+        # jit: un-jitted Flax init dispatches (and compiles) every op on its own, which is far slower
+        return jax.jit(self.model.init)(key, spec, jnp.ones((1,), jnp.float32))
+
+    def loss(self, params: PyTree, batch: dict[str, jax.Array], key: jax.Array,
+             step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        spec = self.spectrogram(batch["audio"])  # [batch, freq, frames, 2]
+        raw = self.model.apply(params, spec, method=CAE.encode)  # [batch, latent_frames, latent_dim]
+        pyramid = self.model.apply(params, raw, method=CAE.pyramid)
+        f = self.consistency.precondition(
+            lambda x_in, sigma: self.model.apply(params, x_in, sigma, pyramid, method=CAE.network))
+        loss, metrics = self.consistency.loss(f, spec, key, step, int(self.config.train.num_steps))
+        metrics["latent_std"] = jnp.std(raw) / float(self.config.inference.latent_scale)
+        return loss, metrics
+
+    def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"audio": np.zeros((batch_size, self.crop_samples), np.float32)}
+
+    def flops_per_example(self) -> float:
+        """Analytic training FLOPs per crop: forward + backward (2x forward) of encoder, up-path and
+        student UNet, plus the target UNet's forward pass."""
+        frames = int(self.config.data.crop_frames) * self.shape.time_reduction
+        fl = analytic_flops(self.shape, frames)
+        return 3.0 * (fl["encode"] + fl["pyramid"] + fl["network"]) + fl["network"]

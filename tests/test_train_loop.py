@@ -117,3 +117,27 @@ def test_peak_flops_table_and_console_line():
     assert loop.peak_flops_per_device(jax.devices("cpu")[0]) == 0.0
     assert loop.peak_flops_per_device(jax.devices("cpu")[0], override=1e12) == 1e12
     assert format_line(3, "train", {"loss": 0.5, "lr": 1e-4}) == "step 3 train | loss 0.5 | lr 1.00e-04"
+
+
+def test_ldm_run_writes_decoded_samples(tmp_path):
+    """The real tiny LDM task, latent records and a random micro CAE release decoding the samples."""
+    from diffariff_jax.testing.random_cae import MICRO_CAE, random_cae
+    from diffariff_jax.training.tasks import DataSetupError
+    from scenario_tasks import tiny_ldm_setup, write_tiny_latents
+
+    cae_config, cae_params = random_cae("tiny", overrides=MICRO_CAE)
+    ckpt.save_release(tmp_path / "cae", cae_config, cae_params)
+    config, task, _ = tiny_ldm_setup(batch_size=4, num_steps=2, eval_batches=0)
+    config.data.records_dir = str(write_tiny_latents(tmp_path / "latents"))
+    config.train.update(sample_every=2, sample_count=2)
+    config.sampler.steps = 2
+    with pytest.raises(DataSetupError, match="needs --config.train.sample_cae"):
+        loop.train(config, str(tmp_path / "no_cae"), task=task)
+    config.train.sample_cae = str(tmp_path / "cae")
+    loop.train(config, str(tmp_path / "run"), task=task)
+    written = sorted(p.name for p in (tmp_path / "run" / "samples" / "step_00000002").iterdir())
+    assert written == [f"{kind}_{i}.wav" for kind in ("context", "sample", "target") for i in (0, 1)]
+    import soundfile as sf
+
+    wav, rate = sf.read(tmp_path / "run" / "samples" / "step_00000002" / "sample_0.wav")
+    assert rate == 48000 and wav.shape == (8 * 4096,) and np.all(np.isfinite(wav))

@@ -47,7 +47,11 @@ class MetricWriter:
         if not self.enabled:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = (self.workdir / METRICS_FILE).open("a")
+        path = self.workdir / METRICS_FILE
+        # Object stores (gs://) cannot append: there the whole file is rewritten on every write.
+        self._remote = "://" in str(workdir)
+        self._lines = path.read_text().splitlines(keepends=True) if self._remote and path.exists() else []
+        self._jsonl = None if self._remote else path.open("a")
         if tensorboard:
             import tensorflow as tf  # only here: the TensorBoard writer is TF's
 
@@ -63,8 +67,13 @@ class MetricWriter:
         if not self.enabled:
             return
         values = {name: float(value) for name, value in metrics.items()}
-        self._jsonl.write(json.dumps({"step": int(step), "split": split, **values}) + "\n")
-        self._jsonl.flush()
+        line = json.dumps({"step": int(step), "split": split, **values}) + "\n"
+        if self._remote:
+            self._lines.append(line)
+            (self.workdir / METRICS_FILE).write_text("".join(self._lines))
+        else:
+            self._jsonl.write(line)
+            self._jsonl.flush()
         if self._tf is not None:
             writer = self._tf_writers.get(split)
             if writer is None:
@@ -93,7 +102,8 @@ class MetricWriter:
     def close(self) -> None:
         if not self.enabled:
             return
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         for writer in self._tf_writers.values():
             writer.close()
         if self._bar is not None:

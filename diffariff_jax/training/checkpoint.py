@@ -13,7 +13,6 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -168,15 +167,6 @@ def save_release(directory: str | epath.Path, config: ml_collections.ConfigDict,
         checkpointer.save(path / PARAMS_DIR, args=ocp.args.PyTreeSave(params))
 
 
-def latest_checkpoint_step(workdir: str | epath.Path) -> int | None:
-    """The newest finished checkpoint step of a training workdir (None when it has none)."""
-    root = epath.Path(workdir) / CHECKPOINT_DIR
-    if not root.exists():
-        return None
-    steps = [int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "state").exists()]
-    return max(steps) if steps else None
-
-
 def load_for_inference(path: str | epath.Path, kind: str | None = None) -> tuple[ml_collections.ConfigDict, Any]:
     """(config, EMA params) from a release dir or a training workdir (its newest readable checkpoint).
 
@@ -211,7 +201,3 @@ def _check_loaded_kind(path: Any, config: ml_collections.ConfigDict, kind: str |
     if kind is not None and config.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {config.get('kind')!r} model, not {kind!r}")
 
-
-def to_numpy(tree: Any) -> Any:
-    """Host numpy copy of a (possibly sharded, fully addressable) pytree, e.g. for export."""
-    return jax.tree.map(np.asarray, tree)

@@ -81,7 +81,6 @@ def _data(variant: str) -> ml_collections.ConfigDict:
         "records_dir": "",  # set on the command line: --config.data.records_dir=DIR
         "val_records_dir": "",  # latent records of held-out songs for the validation loss; "" = records_dir
         "crop_frames": 16 if variant == "tiny" else 117,  # 117 frames = 10 s at 48 kHz
-        "shuffle_buffer": 256 if variant == "tiny" else 10000,
     })
 
 

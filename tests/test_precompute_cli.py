@@ -1,0 +1,73 @@
+"""Precompute with a real (micro, random) CAE and tiny CLAP: sharded encoder, CLI end to end, CLI errors."""
+import logging
+
+import numpy as np
+import pytest
+
+from diffariff_jax.data import layouts
+from diffariff_jax.data.latents import decode_example, list_shards, read_info
+from diffariff_jax.precompute import main, sharded_encoder
+from diffariff_jax.testing.random_cae import MICRO_CAE, random_cae
+from diffariff_jax.testing.synth_stems import make_tree
+from diffariff_jax.testing.tiny_clap import build_tiny_clap
+
+HOP, FRAMES = 4096, 8
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("data"), num_songs=5, seconds=3.0)
+
+
+def _records(out):
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    return [decode_example(b) for p in list_shards(out) for b in ArrayRecordReader(str(p)).read_all()]
+
+
+@pytest.fixture(scope="module")
+def micro_cae(tmp_path_factory):
+    from diffariff_jax.autoencoder import Autoencoder
+    from diffariff_jax.training.checkpoint import save_release
+
+    cfg, params = random_cae("tiny", MICRO_CAE)
+    path = tmp_path_factory.mktemp("cae") / "release"
+    save_release(path, cfg, params)
+    return str(path), Autoencoder(cfg, params)
+
+
+def test_sharded_encoder_equals_autoencoder(micro_cae):
+    _, ae = micro_cae
+    wav = (0.1 * np.random.default_rng(1).standard_normal((3, FRAMES * HOP))).astype(np.float32)
+    np.testing.assert_allclose(sharded_encoder(ae)(wav), ae.encode(wav), atol=1e-4)
+    with pytest.raises(ValueError, match="whole number"):
+        sharded_encoder(ae)(wav[:, :-1])
+
+
+def test_cli_end_to_end_and_errors(micro_cae, data, tmp_path, caplog):
+    cae, _ = micro_cae
+    clap = build_tiny_clap(tmp_path / "clap")
+    args = ["--cae", cae, "--clap", str(clap), "--data", str(data), "--out", str(tmp_path / "out"),
+            "--segment-frames", str(FRAMES), "--clap-seconds", "0.25", "--mixes-per-song", "1",
+            "--songs-per-shard", "4", "--encode-batch", "8", "--clap-segments", "2"]
+    assert main(args) == 0
+    train = layouts.songs_in_split(layouts.scan(data, "demo"), "train")
+    info = read_info(tmp_path / "out")
+    assert (info["clap_dim"], info["clap"], info["cae"]) == (32, str(clap), cae)
+    recs = _records(tmp_path / "out")
+    assert len(recs) == len(train) and recs[0].clap.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(recs[0].clap, axis=1), 1.0, atol=1e-5)
+    caplog.set_level(logging.ERROR)
+    missing = args.copy()
+    missing[1] = str(tmp_path / "no_cae")
+    assert main(missing) == 1
+    assert f"checkpoint path {tmp_path / 'no_cae'} does not exist" in caplog.text
+    (tmp_path / "empty").mkdir()
+    empty = args.copy()
+    empty[5] = str(tmp_path / "empty")
+    assert main(empty) == 1
+    assert "empty: no */metadata.json" in caplog.text
+    nodata = args.copy()
+    nodata[5] = str(tmp_path / "nowhere")
+    assert main(nodata) == 1
+    assert "nowhere: dataset folder not found" in caplog.text

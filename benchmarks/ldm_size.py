@@ -38,7 +38,8 @@ def measure(variant: str, frames: int) -> dict:
     clap = jax.ShapeDtypeStruct((1, denoiser.clap_dim), jnp.float32)
 
     def forward(params, x, context, clap):
-        return denoiser(params, x, jnp.ones((1,)), context=context, clap=clap, clap_dropped=jnp.zeros((1,), bool))
+        return denoiser(params, x, jnp.ones((1,)), context=context, clap=clap,
+                        clap_dropped=jnp.zeros((1,), bool))
 
     cost = jax.jit(forward).lower(params, x, x, clap).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost

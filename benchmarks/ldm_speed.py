@@ -50,7 +50,8 @@ def main() -> None:
     task = LdmTask(config)
     state = state_lib.create_train_state(task, jax.random.key(0))
     rng = np.random.default_rng(0)
-    batch = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in task.dummy_batch(config.train.batch_size).items()}
+    batch = {k: rng.normal(size=v.shape).astype(np.float32)
+             for k, v in task.dummy_batch(config.train.batch_size).items()}
     step = jax.jit(lambda s, b: state_lib.train_step(task, s, b))
     holder = {"state": state}
 
@@ -67,11 +68,12 @@ def main() -> None:
         clap = rng.normal(size=(1, config.model.clap_dim)).astype(np.float32)
 
         def sample_once():
-            return samplers.sample(task.denoiser, holder["state"].ema_params, jax.random.key(1), num_frames=frames,
-                                   sampler_cfg=config.sampler, context=context, clap=clap)
+            return samplers.sample(task.denoiser, holder["state"].ema_params, jax.random.key(1),
+                                   num_frames=frames, sampler_cfg=config.sampler, context=context, clap=clap)
 
         compile_s, sample_s = timed(sample_once, args.repeats)
-        rows.append({"what": f"sample {config.sampler.steps} steps {config.sampler.solver} + CFG, 1 x {frames} frames",
+        what = f"sample {config.sampler.steps} steps {config.sampler.solver} + CFG, 1 x {frames} frames"
+        rows.append({"what": what,
                      "first_call_s": compile_s, "seconds": sample_s})
 
     print(f"{'what':55s} {'first call (s)':>15s} {'after compile (s)':>18s}")

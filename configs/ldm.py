@@ -4,7 +4,7 @@ Variants:
   tiny   CPU, trains in seconds; used by tests and `make demo`.
   base   a mid-size UNet (128 base channels) for single-GPU experiments.
   paper  SPEC.md section 2: 512 base channels, multipliers (1,2,2,4), 2 residual blocks per scale,
-         attention at the two lowest resolutions, 64+64 input channels, 512-d CLAP (~0.56 B params).
+         attention at the two lowest resolutions, 64+64 input channels, 512-d CLAP (0.551 B params).
 
 Launch:
   python -m diffariff_jax.train --config configs/ldm.py:tiny --workdir runs/ldm

@@ -70,7 +70,8 @@ def outpaint_windows(total_frames: int, window_frames: int, overlap_frames: int,
     compiled sampler serves all; the last one is shifted back to end exactly at total_frames.
     """
     if window_frames <= 0 or total_frames <= 0:
-        raise ValueError(f"outpainting needs positive lengths, got total={total_frames}, window={window_frames}")
+        raise ValueError(f"outpainting needs positive lengths, got total={total_frames}, "
+                         f"window={window_frames}")
     if not 0 <= overlap_frames < window_frames:
         raise ValueError(f"outpaint overlap must be in [0, window={window_frames}), got {overlap_frames}")
     if not 0 <= prefix_frames <= total_frames:

@@ -118,7 +118,8 @@ def _solve(denoise: DenoiseFn, x: jax.Array, sigmas: jax.Array, key: jax.Array, 
         in_range = (t_cur >= sp.churn_sigma_min) & (t_cur <= sp.churn_sigma_max)
         t_hat = t_cur * (1.0 + jnp.where(in_range, gamma_max, 0.0))
         # max(., 0): XLA may round t_hat^2 - t_cur^2 slightly below zero when gamma = 0.
-        x = x + jnp.sqrt(jnp.maximum(t_hat**2 - t_cur**2, 0.0)) * sp.churn_noise * jax.random.normal(k_churn, x.shape)
+        churn_std = jnp.sqrt(jnp.maximum(t_hat**2 - t_cur**2, 0.0)) * sp.churn_noise
+        x = x + churn_std * jax.random.normal(k_churn, x.shape)
         if inpaint is not None:
             x = modes.inpaint(x, inpaint[0], inpaint[1], t_hat, jax.random.normal(k_inpaint, x.shape))
         x = step_fn(denoise, x, t_hat, t_next)
@@ -132,9 +133,11 @@ def _solve(denoise: DenoiseFn, x: jax.Array, sigmas: jax.Array, key: jax.Array, 
     return x
 
 
-@functools.partial(jax.jit, static_argnames=("denoiser", "shape", "steps", "solver", "loop_repeats", "stereo"))
+@functools.partial(jax.jit,
+                   static_argnames=("denoiser", "shape", "steps", "solver", "loop_repeats", "stereo"))
 def _sample_jit(denoiser, params, key, sp, context, clap, inpaint_latents, inpaint_mask, init_latents,
-                variation_strength, loop_strength, stereo_width, *, shape, steps, solver, loop_repeats, stereo):
+                variation_strength, loop_strength, stereo_width, *, shape, steps, solver, loop_repeats,
+                stereo):
     """The compiled sampler: one program per (denoiser, shape, steps, solver, modes present)."""
     k_init, k_loop, k_stereo, k_stereo_loop = jax.random.split(key, 4)
     sigmas = karras_sigmas(steps, sp.sigma_min, sp.sigma_max, sp.rho)

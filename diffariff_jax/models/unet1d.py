@@ -54,7 +54,8 @@ class UNet1D(nn.Module):
     def check_inputs(self, x, c_noise, context, clap, clap_dropped) -> None:
         """Raises a one-line ValueError naming the first input whose shape does not fit."""
         if x.ndim != 3 or x.shape[-1] != self.latent_dim:
-            raise ValueError(f"noisy latents must be [batch, frames, {self.latent_dim}], got {tuple(x.shape)}")
+            raise ValueError(f"noisy latents must be [batch, frames, {self.latent_dim}], "
+                             f"got {tuple(x.shape)}")
         b = x.shape[0]
         if tuple(context.shape) != tuple(x.shape):
             raise ValueError(f"context latents must match the target's shape {tuple(x.shape)}, "
@@ -69,9 +70,12 @@ class UNet1D(nn.Module):
         """[batch] noise labels + [batch, clap_dim] CLAP -> [batch, emb_mult*channels] conditioning."""
         noise_ch = self.noise_channels_mult * self.channels
         emb_ch = self.emb_mult * self.channels
-        dense = lambda f, name: nn.Dense(f, dtype=jnp.float32, param_dtype=jnp.float32, name=name)  # noqa: E731
+        def dense(features: int, name: str) -> nn.Dense:
+            return nn.Dense(features, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
         emb = positional_embedding(c_noise, noise_ch, self.max_positions)
-        clap_emb = dense(noise_ch, "map_clap1")(nn.silu(dense(noise_ch, "map_clap0")(clap.astype(jnp.float32))))
+        clap_emb = dense(noise_ch, "map_clap0")(clap.astype(jnp.float32))
+        clap_emb = dense(noise_ch, "map_clap1")(nn.silu(clap_emb))
         # Dropped CLAP -> a learned null embedding (see docs/diffusion.md for why not zeros).
         null = self.param("null_clap", nn.initializers.zeros, (noise_ch,), jnp.float32)
         dropped = clap_dropped.astype(bool)[:, None]

@@ -37,7 +37,8 @@ def _block(cin: int, cout: int, emb: int, frames_out: int, resample: bool, atten
         parts.append(_conv(cin, cout, 1, frames_out))
     if attention:
         scores = 2.0 * 2.0 * frames_out * frames_out * cout  # q.k^T and weights.v
-        parts += [Cost(2 * cout, scores), _conv(cout, 3 * cout, 1, frames_out), _conv(cout, cout, 1, frames_out)]
+        parts += [Cost(2 * cout, scores), _conv(cout, 3 * cout, 1, frames_out),
+                  _conv(cout, cout, 1, frames_out)]
     return _sum(*parts)
 
 
@@ -66,7 +67,8 @@ def unet1d_cost(model_cfg: ml_collections.ConfigDict, frames: int) -> Cost:
     for level in reversed(range(levels)):
         c, length = ch * mult[level], padded >> level
         if level == levels - 1:
-            parts += [_block(c_prev, c_prev, emb, length, False, True), _block(c_prev, c_prev, emb, length, False, False)]
+            parts += [_block(c_prev, c_prev, emb, length, False, True),
+                      _block(c_prev, c_prev, emb, length, False, False)]
         else:
             parts.append(_block(c_prev, c_prev, emb, length, True, False))
         for i in range(model_cfg.num_res_blocks + 1):

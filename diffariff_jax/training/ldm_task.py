@@ -49,7 +49,8 @@ class LdmTask:
             raise ValueError(f"batch['context'] {tuple(context.shape)} must match batch['target'] "
                              f"{tuple(target.shape)}")
         if tuple(clap.shape) != (target.shape[0], clap_dim):
-            raise ValueError(f"batch['clap'] must be [{target.shape[0]}, {clap_dim}], got {tuple(clap.shape)}")
+            raise ValueError(f"batch['clap'] must be [{target.shape[0]}, {clap_dim}], "
+                             f"got {tuple(clap.shape)}")
 
     def loss(self, params: Any, batch: dict[str, jax.Array], key: jax.Array,
              step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

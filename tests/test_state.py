@@ -80,7 +80,7 @@ def test_ema_closed_form():
 
 @pytest.mark.parametrize("optimizer", ["adamw", "radam"])
 def test_train_step_learns_and_tracks_ema(optimizer):
-    task = LinearTask(lr=0.2, warmup_steps=2, num_steps=60, lr_schedule="cosine", optimizer=optimizer,
+    task = LinearTask(lr=0.2, warmup_steps=2, num_steps=100, lr_schedule="cosine", optimizer=optimizer,
                       ema_decay=0.8, weight_decay=1e-4)
     state = state_lib.create_train_state(task, jax.random.key(0))
     assert int(state.step) == 0
@@ -89,12 +89,13 @@ def test_train_step_learns_and_tracks_ema(optimizer):
     sched = state_lib.make_lr_schedule(task.config.train)
     ema_ref = jax.tree.map(np.asarray, state.params)
     losses = []
-    for i in range(60):
+    for i in range(100):
         state, metrics = step_fn(state, batch)
         assert set(metrics) >= {"loss", "grad_norm", "lr", "mse"}
-        np.testing.assert_allclose(float(metrics["lr"]), float(sched(i)), rtol=1e-6)
+        np.testing.assert_allclose(float(metrics["lr"]), float(sched(i)), rtol=1e-5)
         ema_ref = jax.tree.map(lambda e, p: 0.8 * e + 0.2 * np.asarray(p), ema_ref, state.params)
         losses.append(float(metrics["loss"]))
-    assert int(state.step) == 60
-    assert losses[-1] < 0.4 * losses[0]  # RAdam warms its moments up slowly
+    assert int(state.step) == 100
+    print(f"{optimizer}: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    assert losses[-1] < 0.3 * losses[0]  # RAdam warms its moments up slowly
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.ema_params, ema_ref)

@@ -81,6 +81,8 @@ def test_keep_last_k_plus_best_by_validation_loss(tmp_path):
     manager.close()
 
 
+# orbax leaves a callback for its closed event loop behind after a read of a damaged step fails: noise only.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_restore_latest_exact_and_falls_back_from_corrupt_or_partial(tmp_path):
     config = _config()
     _save_steps(tmp_path, config, [1, 2, 3]).close()

@@ -85,7 +85,8 @@ if [ "$CODE" = "copy" ]; then
   run "${GCLOUD[@]}" scp "$TARBALL" "$NAME:/tmp/diffariff-jax-code.tgz" "${LOC[@]}" --worker=all
   FETCH="mkdir -p ~/$REMOTE_DIR && tar -xzf /tmp/diffariff-jax-code.tgz -C ~/$REMOTE_DIR"
 else
-  FETCH="if [ -d ~/$REMOTE_DIR/.git ]; then git -C ~/$REMOTE_DIR fetch -q origin && git -C ~/$REMOTE_DIR checkout -q $REF && git -C ~/$REMOTE_DIR reset -q --hard origin/$REF 2>/dev/null || true; else git clone -q --branch $REF $CODE ~/$REMOTE_DIR; fi"
+  # fetch + checkout FETCH_HEAD works for a branch, a tag or a commit, on a fresh clone or a relaunch
+  FETCH="{ [ -d ~/$REMOTE_DIR/.git ] || git clone -q $CODE ~/$REMOTE_DIR; } && git -C ~/$REMOTE_DIR fetch -q origin $REF && git -C ~/$REMOTE_DIR checkout -q --force FETCH_HEAD"
 fi
 
 # 3. Per-worker environment (idempotent), 4. the same command on all workers, a log per worker.

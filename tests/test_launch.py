@@ -1,0 +1,44 @@
+"""The launch scripts' --dry-run listings: the commands a TPU slice or a GPU cluster would run."""
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dry(script, *args, env=None):
+    proc = subprocess.run(["bash", f"launch/{script}", "--dry-run", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, **(env or {})))
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line.startswith("+ ")]
+
+
+def test_tpu_train_dry_run():
+    lines = _dry("tpu_train.sh", "--name", "pod", "--zone", "us-central2-b", "--accelerator-type", "v4-32",
+                 "--workdir", "gs://b/runs/ldm", "--config", "configs/ldm.py:paper", "--spot", "--",
+                 "--config.mesh.fsdp=4")
+    assert lines[0] == ("+ gcloud compute tpus tpu-vm create pod --zone us-central2-b --accelerator-type v4-32 "
+                        "--version tpu-ubuntu2204-base --spot")
+    assert "--worker=all" in lines[2] and lines[-1].startswith("+ gcloud compute tpus tpu-vm ssh pod")
+    assert ("DIFFARIFF_DISTRIBUTED=1 .venv/bin/python -m diffariff_jax.train --config configs/ldm.py:paper "
+            "--workdir gs://b/runs/ldm --config.mesh.fsdp=4 2>&1 | tee ~/diffariff_logs/train-$(hostname).log"
+            in lines[-1])
+    assert "bash launch/tpu_setup.sh" in lines[-1]
+
+
+def test_tpu_train_needs_a_workdir():
+    proc = subprocess.run(["bash", "launch/tpu_train.sh", "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--workdir is required" in proc.stderr
+
+
+def test_gpu_train_dry_run_modes():
+    single = _dry("gpu_train.sh", "--gpus", "4", "--workdir", "runs/x", "--", "--config.train.batch_size=8")
+    assert single == ["+ .venv/bin/python -m diffariff_jax.train --config configs/ldm.py:paper --workdir runs/x "
+                      "--config.train.batch_size=8"]
+    slurm = _dry("gpu_train.sh", "--workdir", "runs/x", env={"SLURM_JOB_ID": "7", "SLURM_JOB_NUM_NODES": "3",
+                                                             "SLURM_JOB_NODELIST": "gpu[1-3]"})
+    assert slurm[0].startswith("+ srun --ntasks-per-node=1 --nodes=3 bash -c ")
+    assert "--num_processes=3 --process_id=$SLURM_PROCID" in slurm[0]
+    explicit = _dry("gpu_train.sh", "--coordinator", "h0:99", "--num-nodes", "2", "--node-rank", "1",
+                    "--workdir", "runs/x")
+    assert explicit[0].endswith("--coordinator_address=h0:99 --num_processes=2 --process_id=1")

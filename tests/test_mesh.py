@@ -64,3 +64,11 @@ def test_maybe_initialize_distributed_is_a_no_op_on_one_host(monkeypatch):
     for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "DIFFARIFF_DISTRIBUTED"):
         monkeypatch.delenv(name, raising=False)
     assert mesh_lib.maybe_initialize_distributed() is False
+
+
+def test_per_host_batch_size_checks_divisibility():
+    mesh = mesh_lib.make_mesh(_cfg(-1, 1))
+    n = mesh.size
+    assert mesh_lib.per_host_batch_size(4 * n, mesh) == 4 * n
+    with pytest.raises(mesh_lib.MeshError, match="not a positive multiple"):
+        mesh_lib.per_host_batch_size(0, mesh)

@@ -155,6 +155,7 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
     if sample_fn is None and int(train_cfg.sample_every) > 0:
         sample_fn = tasks.make_sample_fn(config, task)
 
+    mesh_lib.per_host_batch_size(int(train_cfg.batch_size), mesh)  # a batch that does not split: fail now
     ckpt.check_kind(workdir, config.kind)
     ckpt.write_config(workdir, config)
     manager = ckpt.make_manager(workdir, train_cfg)

@@ -90,12 +90,12 @@ def make_global_batch(per_host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict
     return out
 
 
-def per_host_batch_size(global_batch_size: int) -> int:
-    """The rows each process loads for a global batch (which must split evenly over processes)."""
-    processes = jax.process_count()
-    if global_batch_size % processes:
-        raise MeshError(f"batch_size {global_batch_size} does not split over {processes} processes")
-    return global_batch_size // processes
+def per_host_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+    """The rows each process loads per step; the global batch must split evenly over the mesh's devices."""
+    if global_batch_size <= 0 or global_batch_size % mesh.size:
+        raise MeshError(f"train.batch_size={global_batch_size} is not a positive multiple of the {mesh.size} "
+                        f"devices of the mesh")
+    return global_batch_size // jax.process_count()
 
 
 def _multihost_env() -> bool:

@@ -102,7 +102,9 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path):
     nan = np.full(3 * SR, 0.1, np.float32)
     nan[100] = np.nan
     sf.write(data / "00001_synth" / "10_nan.wav", nan, SR, subtype="FLOAT")
-    meta["stems"] += [{"file": "09_bad.wav", "instrument": "cello"}, {"file": "10_nan.wav", "instrument": "oboe"}]
+    sf.write(data / "00001_synth" / "11_empty.wav", np.zeros(0, np.float32), SR)
+    meta["stems"] += [{"file": "09_bad.wav", "instrument": "cello"}, {"file": "10_nan.wav", "instrument": "oboe"},
+                      {"file": "11_empty.wav", "instrument": "tuba"}]
     (data / "00001_synth" / "metadata.json").write_text(json.dumps(meta))
     for m in json.loads((data / "00003_synth" / "metadata.json").read_text())["stems"]:
         sf.write(data / "00003_synth" / m["file"], np.zeros(SR // 4, np.float32) + 0.1, SR)  # 0.25 s < a segment
@@ -114,9 +116,10 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path):
     assert s["skipped"]["bad stem: silent"] == 2
     assert s["skipped"]["bad stem: unreadable"] == 1
     assert s["skipped"]["bad stem: contains NaN or inf samples"] == 1
+    assert s["skipped"]["bad stem: empty file"] == 1
     assert s["skipped"]["fewer than 2 usable stems"] == 1
     assert s["skipped"]["too short"] == 1
     assert s["examples_written"] == 3 * 2
     recs = [r for rs in _records(tmp_path / "o").values() for r in rs]
     assert {r.song_id for r in recs} == {"00001_synth", "00002_synth", "00004_synth"}
-    assert not {"cello", "oboe"} & {r.instrument for r in recs}
+    assert not {"cello", "oboe", "tuba"} & {r.instrument for r in recs}

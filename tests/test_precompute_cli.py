@@ -71,3 +71,29 @@ def test_cli_end_to_end_and_errors(micro_cae, data, tmp_path, caplog):
     nodata[5] = str(tmp_path / "nowhere")
     assert main(nodata) == 1
     assert "nowhere: dataset folder not found" in caplog.text
+
+
+SHARDED_SCRIPT = """
+import jax, numpy as np
+from diffariff_jax.autoencoder import Autoencoder
+from diffariff_jax.precompute import sharded_encoder
+from diffariff_jax.testing.random_cae import MICRO_CAE, random_cae
+assert jax.local_device_count() == 2
+ae = Autoencoder(*random_cae("tiny", MICRO_CAE))
+wav = (0.1 * np.random.default_rng(1).standard_normal((3, 8 * 4096))).astype(np.float32)
+got = sharded_encoder(ae)(wav)  # 3 rows padded to 4: 2 per device
+print(float(np.abs(got - ae.encode(wav)).max()))
+"""
+
+
+def test_sharded_encoder_on_two_devices():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], cwd=Path(__file__).parents[1], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) < 1e-4

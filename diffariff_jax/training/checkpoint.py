@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import jax
@@ -50,7 +51,10 @@ def write_config(directory: str | epath.Path, config: ml_collections.ConfigDict)
         return
     path = epath.Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    (path / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
+    # Written under a temporary name, then renamed: other processes may be reading it (check_kind).
+    tmp = path / f"{CONFIG_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
+    tmp.rename(path / CONFIG_FILE)
 
 
 def read_config(directory: str | epath.Path) -> ml_collections.ConfigDict:

@@ -54,7 +54,7 @@ def write_config(directory: str | epath.Path, config: ml_collections.ConfigDict)
     # Written under a temporary name, then renamed: other processes may be reading it (check_kind).
     tmp = path / f"{CONFIG_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
-    tmp.rename(path / CONFIG_FILE)
+    tmp.replace(path / CONFIG_FILE)
 
 
 def read_config(directory: str | epath.Path) -> ml_collections.ConfigDict:

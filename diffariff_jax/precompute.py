@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -37,7 +37,7 @@ from diffariff_jax.data import latents
 
 log = logging.getLogger(__name__)
 
-EncodeFn = Callable[[np.ndarray], np.ndarray]       # wav [B, samples] -> latents [B, frames, latent_dim]
+EncodeFn = Callable[[np.ndarray], Any]  # wav [B, samples] -> latents [B, frames, latent_dim] (numpy or jax)
 EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
              "split", "layout", "mixes_per_song", "seed", "cae", "clap")  # must match to resume into a directory
@@ -91,10 +91,8 @@ def encode_batch(batch: dict[str, np.ndarray], encode: EncodeFn, embed_audio: Em
     if not keep:
         return []
     target, context = batch["target"][keep], batch["context"][keep]
-    z = encode(np.concatenate([target, context]))
-    if z.shape[1] != cfg.segment_frames:
-        raise ValueError(f"CAE gave {z.shape[1]} frames for a {target.shape[1]}-sample segment, "
-                         f"expected segment_frames={cfg.segment_frames}")
+    # A jax result is dispatched asynchronously: CLAP runs on the host while the devices encode.
+    z_pending = encode(np.concatenate([target, context]))
     n = len(keep)
     wins, offsets = [], []
     for t in target:
@@ -104,6 +102,10 @@ def encode_batch(batch: dict[str, np.ndarray], encode: EncodeFn, embed_audio: Em
     if clap_rate != sample_rate:
         wins = [resample(w[None], sample_rate, clap_rate)[0] for w in wins]
     clap = np.asarray(embed_audio(wins), np.float32).reshape(n, cfg.clap_segments, -1)
+    z = np.asarray(z_pending)
+    if z.shape[1] != cfg.segment_frames:
+        raise ValueError(f"CAE gave {z.shape[1]} frames for a {target.shape[1]}-sample segment, "
+                         f"expected segment_frames={cfg.segment_frames}")
     return [latents.LatentExample(z[k], z[n + k], clap[k], _str(batch["song_id"][i]), _str(batch["instrument"][i]),
                                   int(batch["offset"][i]), tuple(offsets[k])) for k, i in enumerate(keep)]
 
@@ -190,7 +192,8 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
 def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
     """ae.encode for whole-frame segments as one jitted call, batch sharded over the (local) devices.
 
-    wav: [B, frames * hop_samples] -> latents [B, frames, latent_dim] (scaled like Autoencoder.encode).
+    wav: [B, frames * hop_samples] -> latents [B, frames, latent_dim] (scaled like Autoencoder.encode), a jax
+    Array still being computed (np.asarray waits for it).
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -212,7 +215,7 @@ def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
                              f"{ae.hop_samples}-sample frames")
         pad = (-wav.shape[0]) % len(devices)  # equal rows per device
         x = jax.device_put(np.pad(np.asarray(wav, np.float32), ((0, pad), (0, 0))), rows)
-        return np.asarray(enc(params, x))[: wav.shape[0]]
+        return enc(params, x)[: wav.shape[0]]  # not fetched: callers overlap host work with the encode
 
     return encode
 

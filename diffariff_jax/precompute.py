@@ -63,6 +63,21 @@ def precompute_config() -> ml_collections.ConfigDict:
     })
 
 
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+    """Raises one ValueError listing every out-of-range setting (bad flags fail before any work)."""
+    problems = [f"{k} must be >= 1, got {cfg[k]}" for k in
+                ("mixes_per_song", "segment_frames", "clap_segments", "clap_tries", "songs_per_shard", "encode_batch")
+                if cfg[k] < 1]
+    if cfg.clap_seconds <= 0:
+        problems.append(f"clap_seconds must be > 0, got {cfg.clap_seconds}")
+    if cfg.latent_dtype not in ("float16", "float32"):
+        problems.append(f"latent_dtype must be float16 or float32, got {cfg.latent_dtype!r}")
+    if cfg.validate not in ("header", "full"):
+        problems.append(f"validate must be 'header' or 'full', got {cfg.validate!r}")
+    if problems:
+        raise ValueError("precompute settings: " + "; ".join(problems))
+
+
 def plan_shards(num_songs: int, songs_per_shard: int) -> list[range]:
     """Contiguous song-index ranges, one per shard (the last may be shorter)."""
     return [range(i, min(i + songs_per_shard, num_songs)) for i in range(0, num_songs, songs_per_shard)]
@@ -134,6 +149,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
     from diffariff_jax.data import layouts, pipeline
     from diffariff_jax.data.stems import probe_songs
 
+    check_config(cfg)
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
     if cfg.clap_seconds * sample_rate > cfg.segment_frames * hop_samples:

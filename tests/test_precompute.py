@@ -123,3 +123,13 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path):
     recs = [r for rs in _records(tmp_path / "o").values() for r in rs]
     assert {r.song_id for r in recs} == {"00001_synth", "00002_synth", "00004_synth"}
     assert not {"cello", "oboe", "tuba"} & {r.instrument for r in recs}
+
+
+def test_bad_settings_fail_in_one_line(data, tmp_path):
+    with pytest.raises(ValueError, match="mixes_per_song must be >= 1, got 0; latent_dtype must be float16"):
+        _run(data, tmp_path, _cfg(mixes_per_song=0, latent_dtype="int8"))
+    with pytest.raises(ValueError, match="clap_seconds 1.0 is longer than a segment"):
+        _run(data, tmp_path, _cfg(clap_seconds=1.0))
+    with pytest.raises(ValueError, match="process_index 2 not in"):
+        _run(data, tmp_path, _cfg(), process_index=2, process_count=2)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -183,9 +183,13 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
     counts: Counter = Counter()
     written = done = examples = 0
     for i in range(process_index, len(shards), process_count):
-        if latents.shard_path(out_dir, i, len(shards)).is_file():
+        final = latents.shard_path(out_dir, i, len(shards))
+        if final.is_file():
             done += 1
             continue
+        for stale in out_dir.glob(f"{final.name}.tmp-*"):  # left by a killed run; this host owns shard i
+            log.info("removing unfinished %s", stale)
+            stale.unlink()
         probed = probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
                              full=cfg.validate == "full", silence_db=cfg.silence_db)
         gen = shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts) if probed else iter(())

@@ -81,9 +81,11 @@ def test_resume_skips_finished_shards_and_host_split(data, tmp_path):
     assert (again["shards_written"], again["shards_already_done"]) == (0, 3)
     victim = sorted(before)[1]
     (tmp_path / "a" / victim).unlink()
+    (tmp_path / "a" / f"{victim}.tmp-99999").write_bytes(b"half a shard from a killed run")
     redo = _run(data, tmp_path / "a", _cfg())
     assert (redo["shards_written"], redo["shards_already_done"]) == (1, 2)
     assert (tmp_path / "a" / victim).read_bytes() == before[victim]  # same content: (seed, shard) only
+    assert not list((tmp_path / "a").glob("*.tmp-*"))
     hosts = [_run(data, tmp_path / "b", _cfg(), process_index=h, process_count=2) for h in (1, 0)]
     assert [h["shards_written"] for h in hosts] == [1, 2]
     assert {p.name: p.read_bytes() for p in list_shards(tmp_path / "b")} == before

@@ -196,12 +196,20 @@ def _loss(model: ClapModel, feats: torch.Tensor, tokens: dict, labels: torch.Ten
 
 def train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | Path, layout: str = "demo") -> dict:
     """Trains, saves model + processor to out_dir, evaluates held-out retrieval; returns the metrics dict."""
+    threads = torch.get_num_threads()
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)
+    try:
+        return _train(cfg, data_dir, out_dir, layout)
+    finally:
+        torch.set_num_threads(threads)  # a process-wide setting: give the caller its own back
+
+
+def _train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | Path, layout: str) -> dict:
     from diffariff_jax.clap import ClapEmbedder
 
     t0 = time.time()
     tc = cfg.train
-    if tc.torch_threads:
-        torch.set_num_threads(tc.torch_threads)
     rng = np.random.default_rng(tc.seed)
     stems = list_stems(data_dir, layout)
     songs = sorted({s for s, _, _ in stems})

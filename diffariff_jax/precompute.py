@@ -229,7 +229,7 @@ def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
         spec = ae.stft.wave_to_spec(wav, ae.shape.time_reduction)
         return ae.model.apply(params, spec, method=CAE.encode) / ae.latent_scale
 
-    def encode(wav: np.ndarray) -> np.ndarray:
+    def encode(wav: np.ndarray) -> jax.Array:
         if wav.shape[1] % ae.hop_samples:
             raise ValueError(f"segment of {wav.shape[1]} samples is not a whole number of "
                              f"{ae.hop_samples}-sample frames")

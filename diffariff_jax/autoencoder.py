@@ -77,7 +77,7 @@ class Autoencoder:
         if wav.ndim not in (2, 3):
             raise AudioError(f"encode input: expected [batch, samples] or [batch, channels, samples], got shape {wav.shape}")
         lead = wav.shape[:-1]
-        flat = check_waveform(wav.reshape(-1, wav.shape[-1]), name="encode input")  # [batch*channels, samples]
+        flat = check_waveform(wav.reshape(int(np.prod(lead)), wav.shape[-1]), name="encode input")  # [batch*channels, samples]
         frames = self.frames_for(flat.shape[-1])
         padded = np.pad(flat, ((0, 0), (0, frames * self.hop_samples - flat.shape[-1])))
         chunks = []

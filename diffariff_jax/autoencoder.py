@@ -63,6 +63,11 @@ class Autoencoder:
         config, params = load_for_inference(path, kind="cae")
         return cls(config, params)
 
+    def encode_frames(self, params: Any, wav: jax.Array) -> jax.Array:
+        """Pure, jit-able encode of whole frames without chunking, for callers with their own jit and
+        shardings (precompute): wav [batch, frames * 4096] -> latents [batch, frames, latent_dim], scaled."""
+        return _encode_raw(params, wav, shape=self.shape, stft=self.stft) / self.latent_scale
+
     def frames_for(self, num_samples: int) -> int:
         """Latent frames for a clip of num_samples samples: max(1, ceil(num_samples / 4096))."""
         return max(1, math.ceil(num_samples / self.hop_samples))

@@ -24,7 +24,6 @@ import logging
 import sys
 import time
 from collections import Counter
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -217,17 +216,12 @@ def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-    from diffariff_jax.models.cae import CAE
-
     devices = list(devices or jax.local_devices())
     mesh = Mesh(np.array(devices), ("data",))
     rows, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     params = jax.device_put(ae.params, whole)
 
-    @partial(jax.jit, in_shardings=(whole, rows), out_shardings=rows)
-    def enc(params, wav):
-        spec = ae.stft.wave_to_spec(wav, ae.shape.time_reduction)
-        return ae.model.apply(params, spec, method=CAE.encode) / ae.latent_scale
+    enc = jax.jit(ae.encode_frames, in_shardings=(whole, rows), out_shardings=rows)
 
     def encode(wav: np.ndarray) -> jax.Array:
         if wav.shape[1] % ae.hop_samples:

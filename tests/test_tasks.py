@@ -35,7 +35,14 @@ def test_check_data_errors(tmp_path):
     config.data.records_dir = str(tmp_path)
     with pytest.raises(tasks.DataSetupError, match="no latents.json"):
         tasks.check_data(config)
-    config.data.records_dir = str(write_tiny_latents(tmp_path / "latents"))
+    config.data.records_dir = str(write_tiny_latents(tmp_path / "latents"))  # clap_dim 16, 12 frames
+    with pytest.raises(tasks.DataSetupError, match=r"clap_dim=16 records but config.model.clap_dim=32; "
+                       r"pass --config.model.clap_dim=16$"):
+        tasks.check_data(config)
+    config.model.clap_dim = 16
+    with pytest.raises(tasks.DataSetupError, match=r"crop_frames=16 is longer than the 12 frames"):
+        tasks.check_data(config)
+    config.data.crop_frames = 12
     tasks.check_data(config)
     config.data.val_records_dir = str(tmp_path / "missing")
     with pytest.raises(tasks.DataSetupError, match="missing: no latents.json"):

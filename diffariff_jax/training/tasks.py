@@ -46,6 +46,19 @@ def _cae_val_split(config: ml_collections.ConfigDict) -> str:
     return "train"
 
 
+def _check_records_fit_model(config: ml_collections.ConfigDict, directory: str, info: dict) -> None:
+    """The records' CLAP/latent widths must be the model's (the CLAP used by precompute fixes clap_dim), and a
+    crop must fit in a record; otherwise the first train step would fail deep inside jit."""
+    for key in ("clap_dim", "latent_dim"):
+        if key in info and int(info[key]) != int(config.model[key]):
+            raise DataSetupError(f"LDM data: {directory} holds {key}={info[key]} records but config.model.{key}="
+                                 f"{config.model[key]}; pass --config.model.{key}={info[key]}")
+    if "frames" in info and int(config.data.crop_frames) > int(info["frames"]):
+        raise DataSetupError(f"LDM data: config.data.crop_frames={config.data.crop_frames} is longer than the "
+                             f"{info['frames']} frames of each record in {directory}; pass "
+                             f"--config.data.crop_frames={info['frames']} or less")
+
+
 def check_data(config: ml_collections.ConfigDict) -> None:
     """Fails in one line when the training data named by the config is missing or holds no records."""
     if config.kind == "ldm":
@@ -57,10 +70,11 @@ def check_data(config: ml_collections.ConfigDict) -> None:
                                  "(written by python -m diffariff_jax.precompute)")
         for directory in (root, config.data.val_records_dir or root):
             try:
-                latents.read_info(directory)
+                info = latents.read_info(directory)
                 latents.list_shards(directory)
             except (FileNotFoundError, ValueError) as err:
                 raise DataSetupError(f"LDM data: {err}") from None
+            _check_records_fit_model(config, directory, info)
     elif config.kind == "cae":
         from diffariff_jax.data import layouts
 

@@ -109,3 +109,17 @@ def test_config_json_is_readable_and_restores_tuples(tmp_path):
     ckpt.write_config(tmp_path, _config())
     assert json.loads((tmp_path / "config.json").read_text())["model"]["channel_mult"] == [1, 2]
     assert ckpt.read_config(tmp_path).model.channel_mult == (1, 2)
+
+
+def test_resume_with_another_model_shape_fails_in_one_line(tmp_path):
+    config = _config()
+    ckpt.check_same_model(tmp_path / "run", config)  # nothing there yet
+    ckpt.write_config(tmp_path / "run", config)
+    changed = _config()
+    changed.model.channel_mult = (1, 4)
+    ckpt.check_same_model(tmp_path / "run", changed)  # config.json but no checkpoint yet: any model goes
+    _save_steps(tmp_path / "run", config, [1])
+    ckpt.check_same_model(tmp_path / "run", _config())  # same shape: resumes
+    with pytest.raises(ckpt.CheckpointError, match=r"config.model.channel_mult=\[1, 2\] there, \[1, 4\] here\); "
+                       r"resume with its settings or use another --workdir$"):
+        ckpt.check_same_model(tmp_path / "run", changed)

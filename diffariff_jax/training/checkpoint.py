@@ -74,6 +74,25 @@ def check_kind(directory: str | epath.Path, kind: str) -> None:
             raise CheckpointError(f"workdir {directory} holds a {held!r} model, not {kind!r}; use another --workdir")
 
 
+def check_same_model(directory: str | epath.Path, config: ml_collections.ConfigDict) -> None:
+    """Raises if `directory` holds checkpoints of a model shaped by another `config.model` (a changed
+    --config.model.* override): resuming would fail to restore every step with shape errors, and
+    rewriting config.json would describe params the checkpoints do not hold."""
+    path = epath.Path(directory)
+    checkpoints = path / CHECKPOINT_DIR
+    if not (path / CONFIG_FILE).exists() or not checkpoints.exists():
+        return
+    if not any(entry.name.isdigit() for entry in checkpoints.iterdir()):
+        return
+    held = json.loads((path / CONFIG_FILE).read_text()).get("model", {})
+    wanted = config_to_dict(config).get("model", {})
+    changed = sorted(key for key in set(held) | set(wanted) if held.get(key) != wanted.get(key))
+    if changed:
+        diff = ", ".join(f"config.model.{k}={held.get(k)!r} there, {wanted.get(k)!r} here" for k in changed)
+        raise CheckpointError(f"workdir {directory} holds checkpoints of another model shape ({diff}); "
+                              "resume with its settings or use another --workdir")
+
+
 def make_manager(workdir: str | epath.Path, train: ml_collections.ConfigDict, *,
                  read_only: bool = False) -> ocp.CheckpointManager:
     """The one CheckpointManager factory: composite items, interval + preemption saves, keep-last-k + best.

@@ -157,6 +157,7 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
 
     mesh_lib.per_host_batch_size(int(train_cfg.batch_size), mesh)  # a batch that does not split: fail now
     ckpt.check_kind(workdir, config.kind)
+    ckpt.check_same_model(workdir, config)  # before write_config: keep config.json true to the checkpoints
     ckpt.write_config(workdir, config)
     manager = ckpt.make_manager(workdir, train_cfg)
     target, shardings = abstract_state(task, config, mesh)

@@ -18,8 +18,11 @@ CAPTION_TEMPLATES = ("{a} {name}", "{name}", "solo {name}", "{a} {name} melody",
                      "{a} {name} playing", "{name} part", "{a} {name} recording")
 
 
+VARIANTS = ("tiny", "small")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant = parse_variant(arg, ("tiny", "small"), "small")
+    variant = parse_variant(arg, VARIANTS, "small")
     tiny = variant == "tiny"
     cfg = ml_collections.ConfigDict()
     cfg.kind = "clap"

@@ -280,13 +280,13 @@ def _train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from configs.clap import get_config
+    from configs.clap import VARIANTS, get_config
 
     p = argparse.ArgumentParser(prog="python -m diffariff_jax.clap train", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="multitrack folder (captions come from stem instrument names)")
     p.add_argument("--layout", default="demo", help="data/layouts.py layout: demo | generic | musdb18hq | ...")
     p.add_argument("--out", required=True, help="output directory (save_pretrained model + processor)")
-    p.add_argument("--variant", default="small", help="configs/clap.py variant: tiny | small")
+    p.add_argument("--variant", default="small", choices=VARIANTS, help="configs/clap.py variant")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--threads", type=int, help="override train.torch_threads (0 = torch's default)")

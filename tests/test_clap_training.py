@@ -54,6 +54,9 @@ def test_train_beats_chance_and_loads(tmp_path):
 def test_cli_errors(tmp_path, capsys):
     assert clap_main([]) == 2
     assert clap_main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # argparse: one usage line + one error line, no traceback
+        clap_main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--variant", "huge"])
+    assert exit_info.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: no \\*/metadata.json"):
         list_stems(tmp_path / "empty")

@@ -6,7 +6,8 @@
 
 Every process of a multi-host job runs the same command; the JAX coordinator is found from SLURM, the TPU
 metadata, JAX_COORDINATOR_ADDRESS or --coordinator_address. Bad input (unknown config key, a workdir
-of another model kind, a data dir with no records) fails with one line before anything compiles.
+of another model kind, a data dir with no records) fails with one line before anything compiles. The LDM
+takes config.model.clap_dim from the records' latents.json unless --config.model.clap_dim is given.
 Exit status: 0 when the run reached train.num_steps, 75 when it stopped for preemption after saving
 (launch/tpu_babysit.sh relaunches on 75), 1 on a user-facing error.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 PREEMPTED_EXIT = 75
@@ -55,6 +56,11 @@ def main(argv: list[str]) -> None:
         _fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
     try:
         ckpt.check_kind(workdir, kind)
+        # The records fix the CLAP width; an explicit --config.model.clap_dim is kept (check_data compares).
+        if not any(arg.startswith("--config.model.clap_dim") for arg in sys.argv):
+            clap_dim = tasks.adopt_records_clap_dim(config)
+            if clap_dim is not None:
+                logging.info("config.model.clap_dim=%d, from %s/latents.json", clap_dim, config.data.records_dir)
         tasks.check_data(config)
         mesh_lib.mesh_shape(config.mesh, jax.device_count())
         result = loop.train(config, workdir)

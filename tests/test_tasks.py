@@ -55,6 +55,18 @@ def test_check_data_errors(tmp_path):
         tasks.check_data(config)
 
 
+def test_adopt_records_clap_dim(tmp_path):
+    config = ldm_config("tiny")
+    assert tasks.adopt_records_clap_dim(config) is None and config.model.clap_dim == 32  # no records_dir yet
+    config.data.records_dir = str(tmp_path)  # no latents.json: untouched, check_data reports it
+    assert tasks.adopt_records_clap_dim(config) is None and config.model.clap_dim == 32
+    config.data.records_dir = str(write_tiny_latents(tmp_path / "latents", clap_dim=24))
+    assert tasks.adopt_records_clap_dim(config) == 24 and config.model.clap_dim == 24
+    config.data.crop_frames = 12
+    tasks.check_data(config)
+    assert tasks.adopt_records_clap_dim(cae_config("tiny")) is None
+
+
 def test_batches_are_per_host_and_resumable(tmp_path):
     config = ldm_config("tiny")
     config.data.update(records_dir=str(write_tiny_latents(tmp_path / "latents", clap_dim=32)), crop_frames=8)

@@ -49,3 +49,18 @@ def test_data_dir_without_records_fails_before_compiling(tmp_path):
     assert "Traceback" not in stderr
     # nothing was started: no config, no checkpoint written
     assert not (tmp_path / "run").exists()
+
+
+def test_ldm_takes_clap_dim_from_records_unless_overridden(tmp_path):
+    from scenario_tasks import write_tiny_latents
+
+    records = write_tiny_latents(tmp_path / "latents", frames=12, clap_dim=16)  # tiny: clap_dim 32, crops of 16
+    # Not overridden: clap_dim 16 is taken from latents.json, so the next problem reported is the crop length.
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", f"--config.data.records_dir={records}",
+                                workdir=tmp_path / "run")
+    assert rc == 1 and len(errors) == 1 and "crop_frames=16 is longer than the 12 frames" in errors[0], stderr[-2000:]
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", f"--config.data.records_dir={records}",
+                                "--config.model.clap_dim=32", workdir=tmp_path / "run")
+    assert rc == 1 and errors == [f"error: LDM data: {records} holds clap_dim=16 records but config.model.clap_dim=32;"
+                                  " pass --config.model.clap_dim=16"], stderr[-2000:]
+    assert "Traceback" not in stderr and not (tmp_path / "run").exists()

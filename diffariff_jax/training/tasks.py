@@ -1,6 +1,7 @@
 """What the generic loop needs per model kind: the task, its per-host batches, a data check, LDM sampling.
 
     make_task(config)                       -> LDMTask | CAETask (by config.kind)
+    adopt_records_clap_dim(config)          -> LDM: config.model.clap_dim from the records' latents.json
     check_data(config)                      -> raises DataSetupError before anything compiles
     make_batches(config, split, start_step, process_index=, process_count=) -> iterator of host batches
     make_sample_fn(config, task)            -> (ema_params, step, workdir) -> writes audio (LDM)
@@ -57,6 +58,24 @@ def _check_records_fit_model(config: ml_collections.ConfigDict, directory: str, 
         raise DataSetupError(f"LDM data: config.data.crop_frames={config.data.crop_frames} is longer than the "
                              f"{info['frames']} frames of each record in {directory}; pass "
                              f"--config.data.crop_frames={info['frames']} or less")
+
+
+def adopt_records_clap_dim(config: ml_collections.ConfigDict) -> int | None:
+    """LDM: sets config.model.clap_dim to the records' clap_dim (the CLAP that precompute ran fixes it, e.g.
+    512 for LAION's or the `small` trained CLAP) and returns it; None (config untouched) for the CAE or when
+    records_dir holds no readable latents.json, which check_data then reports."""
+    if config.kind != "ldm" or not config.data.records_dir:
+        return None
+    from diffariff_jax.data import latents
+
+    try:
+        info = latents.read_info(config.data.records_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+    if "clap_dim" not in info:
+        return None
+    config.model.clap_dim = int(info["clap_dim"])
+    return config.model.clap_dim
 
 
 def check_data(config: ml_collections.ConfigDict) -> None:

@@ -68,9 +68,16 @@ def test_single_part_score_is_skipped(tmp_path, caplog):
     assert "need 2" in caplog.text and "solo.xml" in caplog.text
 
 
-def test_cli_rejects_bad_arguments(tmp_path):
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         render.main(["--out", str(tmp_path), "--num-songs", "0"])
+    (tmp_path / "index.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        render.main(["--out", str(tmp_path / "index.json"), "--num-songs", "1"])
+    assert exit_info.value.code == 2 and "index.json is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        render.main(["--out", str(tmp_path / "out"), "--num-songs", "1", "--soundfont", str(tmp_path / "no.sf2")])
+    assert exit_info.value.code == 1 and capsys.readouterr().err == f"error: {tmp_path / 'no.sf2'}: soundfont not found\n"
     with pytest.raises(FileNotFoundError, match="nope.sf2"):
         render.render_dataset(tmp_path, 1, soundfont=tmp_path / "nope.sf2")
 

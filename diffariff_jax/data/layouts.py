@@ -194,7 +194,7 @@ def _scan_demo(root: Path, skips: Skips) -> list[Song]:
     metas = sorted(root.glob("*/metadata.json"))
     if not metas:
         raise FileNotFoundError(f"{root}: no */metadata.json; render the demo set with "
-                                "`python -m diffariff_jax.data.render --out {root}`")
+                                f"`python -m diffariff_jax.data.render --out {root}`")
     songs = []
     for meta_path in metas:
         meta = json.loads(meta_path.read_text())

@@ -242,7 +242,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.num_songs < 1:
         ap.error(f"--num-songs must be >= 1, got {args.num_songs}")
-    index = render_dataset(args.out, args.num_songs, args.soundfont, args.seed, args.seconds_max, args.workers)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.error(f"--out {args.out} is a file, not a folder")
+    try:
+        index = render_dataset(args.out, args.num_songs, args.soundfont, args.seed, args.seconds_max, args.workers)
+    except (FileNotFoundError, RuntimeError) as e:  # no fluidsynth, no soundfont: one line, not a traceback
+        ap.exit(1, f"error: {e}\n")
     print(f"{len(index['songs'])} songs -> {args.out}/index.json")
 
 

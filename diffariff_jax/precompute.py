@@ -9,7 +9,8 @@ host i mod process_count. For each shard the stem-mixing pipeline (data/pipeline
 `mixes_per_song` times (a random segment, a non-silent target stem, a random context mix), the frozen CAE
 encodes target and context (one jitted call, batch sharded over the local devices), and CLAP embeds
 `clap_segments` random sub-segments of the target (the loudest of a few tries each, so rests are avoided).
-A shard is written to a temporary name and renamed when complete: re-running skips finished shards.
+A shard is written to a temporary name and renamed when complete: re-running skips finished shards, and
+refuses (one line) when a setting or the CAE/CLAP weights (sha256 fingerprints in latents.json) changed.
 Segments are a whole number of latent frames long, so records hold exactly `segment_frames` frames.
 
 Bad input (unreadable, empty, NaN, silent or too-short stems, songs left with < 2 stems) is skipped by the
@@ -19,6 +20,7 @@ and counted too. A missing --cae/--clap/--data path fails at once with a one-lin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 EncodeFn = Callable[[np.ndarray], Any]  # wav [B, samples] -> latents [B, frames, latent_dim] (numpy or jax)
 EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
-             "split", "layout", "mixes_per_song", "seed", "cae", "clap")  # must match to resume into a directory
+             "split", "layout", "mixes_per_song", "seed", "cae", "clap",
+             "cae_weights", "clap_weights")  # must match to resume into a directory
 
 
 def precompute_config() -> ml_collections.ConfigDict:
@@ -234,6 +237,15 @@ def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
     return encode
 
 
+def weights_fingerprint(arrays: Iterator[Any]) -> str:
+    """16 hex digits of sha256 over the arrays' bytes: a CAE trained further, or a CLAP retrained into the same
+    directory, gets another fingerprint, so a resumed run cannot mix records made by two weight sets."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = precompute_config()
     p = argparse.ArgumentParser(prog="python -m diffariff_jax.precompute", description=__doc__.split("\n")[0])
@@ -272,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                       clap_dim=clap.dim, clap_rate=clap.sample_rate,
                       process_index=jax.process_index() if args.process_index is None else args.process_index,
                       process_count=jax.process_count() if args.process_count is None else args.process_count,
-                      names={"cae": str(args.cae), "clap": clap.name})
+                      names={"cae": str(args.cae), "clap": clap.name,
+                             "cae_weights": weights_fingerprint(jax.tree.leaves(ae.params)),
+                             "clap_weights": weights_fingerprint(t.detach().float().cpu().numpy()
+                                                                 for t in clap.model.state_dict().values())})
     except (FileNotFoundError, ValueError) as e:  # AudioError, CheckpointError, ClapLoadError are ValueErrors
         log.error("error: %s", str(e).splitlines()[0])
         return 1

@@ -73,6 +73,30 @@ def test_cli_end_to_end_and_errors(micro_cae, data, tmp_path, caplog):
     assert "nowhere: dataset folder not found" in caplog.text
 
 
+def test_resume_with_retrained_weights_at_the_same_path_is_refused(data, tmp_path, caplog):
+    """A CAE trained further (or a CLAP retrained) in place must not add its records to the old ones."""
+    import shutil
+
+    from diffariff_jax.training.checkpoint import save_release
+
+    cae = tmp_path / "cae"
+    save_release(cae, *random_cae("tiny", MICRO_CAE, seed=0))
+    clap = build_tiny_clap(tmp_path / "clap")
+    args = ["--cae", str(cae), "--clap", str(clap), "--data", str(data), "--out", str(tmp_path / "out"),
+            "--segment-frames", str(FRAMES), "--clap-seconds", "0.25", "--mixes-per-song", "1",
+            "--songs-per-shard", "2", "--encode-batch", "8", "--clap-segments", "2"]
+    assert main(args) == 0
+    first = read_info(tmp_path / "out")
+    assert len(first["cae_weights"]) == 16 and len(first["clap_weights"]) == 16
+    assert main(args) == 0  # same weights: resumes (every shard already done)
+    shutil.rmtree(cae)
+    save_release(cae, *random_cae("tiny", MICRO_CAE, seed=1))
+    caplog.set_level(logging.ERROR)
+    assert main(args) == 1
+    assert "holds latents made with other settings (cae_weights); use a new --out directory" in caplog.text
+    assert read_info(tmp_path / "out") == first
+
+
 SHARDED_SCRIPT = """
 import jax, numpy as np
 from diffariff_jax.autoencoder import Autoencoder

@@ -292,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("error: %s", str(e).splitlines()[0])
         return 1
     print(json.dumps(summary))
+    if summary["shards_written"] and not summary["examples_written"]:  # the LDM could not train on this
+        skipped = ", ".join(f"{k}: {v}" for k, v in summary["skipped"].items() if v) or "nothing"
+        log.error("error: %s: no examples written, every song was skipped (%s); fix --data, then use a new --out",
+                  args.out, skipped)
+        return 1
     return 0
 
 

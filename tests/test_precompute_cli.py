@@ -121,3 +121,15 @@ def test_sharded_encoder_on_two_devices():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) < 1e-4
+
+
+def test_data_whose_every_song_is_skipped_fails(micro_cae, tmp_path, caplog):
+    cae, _ = micro_cae
+    data = make_tree(tmp_path / "data", num_songs=5, seconds=3.0)
+    for wav in data.glob("*/*.wav"):
+        wav.write_bytes(b"not audio")
+    args = ["--cae", cae, "--clap", str(build_tiny_clap(tmp_path / "clap")), "--data", str(data),
+            "--out", str(tmp_path / "out"), "--segment-frames", str(FRAMES), "--clap-seconds", "0.25"]
+    caplog.set_level(logging.ERROR)
+    assert main(args) == 1
+    assert f"{tmp_path / 'out'}: no examples written, every song was skipped (bad stem: unreadable" in caplog.text

@@ -86,3 +86,25 @@ def test_batches_are_per_host_and_resumable(tmp_path):
     assert set(batch) == {"audio"} and batch["audio"].shape == (2, tasks.make_task(config).crop_samples)
     val = next(tasks.make_batches(config, "val", 0, process_index=0, process_count=1))  # or train songs if none
     assert val["audio"].shape == batch["audio"].shape and np.all(np.isfinite(val["audio"]))
+
+
+def test_unusable_data_found_by_the_reader_is_a_data_setup_error(tmp_path):
+    from diffariff_jax.data import latents
+
+    config = ldm_config("tiny")
+    empty = tmp_path / "latents"
+    latents.write_shard(empty, 0, 1, [])  # what precompute leaves when every song was skipped
+    latents.write_info(empty, {"frames": 16, "latent_dim": 64, "clap_dim": 32, "sample_rate": 48000})
+    config.data.records_dir = str(empty)
+    tasks.check_data(config)
+    with pytest.raises(tasks.DataSetupError, match=r"^LDM data: .*latents: the shards hold no examples$"):
+        tasks.make_batches(config, "train", 0, process_index=0, process_count=1)
+
+    config = cae_config("tiny")
+    root = _songs(tmp_path / "songs", count=1)
+    for wav in root.glob("*/*.wav"):
+        wav.write_bytes(b"not audio")  # the scan lists the song; the reader finds no readable stem
+    config.data.update(root=str(root), layout="generic")
+    tasks.check_data(config)
+    with pytest.raises(tasks.DataSetupError, match=r"^CAE data: .*songs: no usable song for host 0 in split"):
+        tasks.make_batches(config, "train", 0, process_index=0, process_count=1)

@@ -112,7 +112,8 @@ def make_batches(config: ml_collections.ConfigDict, split: str, start_step: int,
                  process_count: int) -> Iterator[dict[str, np.ndarray]]:
     """Endless per-host numpy batches of `split` ("train" | "val") from batch `start_step` on.
 
-    Each host reads batch_size / process_count examples of its own shard.
+    Each host reads batch_size / process_count examples of its own shard. Data that turns out unusable
+    when the reader opens it (every song skipped, records with no examples) raises DataSetupError.
     """
     per_host = int(config.train.batch_size) // process_count
     seed = int(config.train.seed) + (0 if split == "train" else 1)
@@ -121,16 +122,22 @@ def make_batches(config: ml_collections.ConfigDict, split: str, start_step: int,
 
         root = config.data.records_dir if split == "train" else (config.data.val_records_dir
                                                                   or config.data.records_dir)
-        reader = LatentReader(root, per_host, int(config.data.crop_frames), seed=seed,
-                              process_index=process_index, process_count=process_count)
+        try:
+            reader = LatentReader(root, per_host, int(config.data.crop_frames), seed=seed,
+                                  process_index=process_index, process_count=process_count)
+        except (FileNotFoundError, ValueError) as err:  # e.g. shards with no examples: every song was skipped
+            raise DataSetupError(f"LDM data: {str(err).splitlines()[0]}") from None
         return reader.iterate(start_step)
     from diffariff_jax.data.pipeline import cae_dataset
 
     cfg = ml_collections.ConfigDict(config.data.to_dict())
     if split != "train":
         cfg.split = _cae_val_split(config)
-    dataset = cae_dataset(cfg, per_host, seed=seed, process_index=process_index, process_count=process_count,
-                          start_step=start_step)
+    try:
+        dataset = cae_dataset(cfg, per_host, seed=seed, process_index=process_index, process_count=process_count,
+                              start_step=start_step)
+    except (FileNotFoundError, ValueError) as err:  # e.g. every stem unreadable: no usable song for this host
+        raise DataSetupError(f"CAE data: {str(err).splitlines()[0]}") from None
     return ({"audio": batch["audio"]} for batch in dataset.as_numpy_iterator())
 
 

@@ -289,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
                              "clap_weights": weights_fingerprint(t.detach().float().cpu().numpy()
                                                                  for t in clap.model.state_dict().values())})
     except (FileNotFoundError, ValueError) as e:  # AudioError, CheckpointError, ClapLoadError are ValueErrors
-        log.error("error: %s", str(e).splitlines()[0])
+        log.error("%s", str(e).splitlines()[0])
         return 1
     print(json.dumps(summary))
     if summary["shards_written"] and not summary["examples_written"]:  # the LDM could not train on this
         skipped = ", ".join(f"{k}: {v}" for k, v in summary["skipped"].items() if v) or "nothing"
-        log.error("error: %s: no examples written, every song was skipped (%s); fix --data, then use a new --out",
+        log.error("%s: no examples written, every song was skipped (%s); fix --data, then use a new --out",
                   args.out, skipped)
         return 1
     return 0

@@ -13,6 +13,7 @@ Exit status: 0 when the run reached train.num_steps, 75 when it stopped for pree
 """
 from __future__ import annotations
 
+import logging as py_logging
 import re
 import sys
 
@@ -35,7 +36,15 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+class _QuietOrbax(py_logging.Filter):
+    """Drops orbax's INFO chatter (over a hundred lines per short run); its warnings and errors stay."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
+    logging.get_absl_handler().addFilter(_QuietOrbax())
     if len(argv) > 1:
         _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
     # JAX's distributed runtime first: nothing may touch a backend before it.

@@ -64,3 +64,17 @@ def test_ldm_takes_clap_dim_from_records_unless_overridden(tmp_path):
     assert rc == 1 and errors == [f"error: LDM data: {records} holds clap_dim=16 records but config.model.clap_dim=32;"
                                   " pass --config.model.clap_dim=16"], stderr[-2000:]
     assert "Traceback" not in stderr and not (tmp_path / "run").exists()
+
+
+def test_orbax_info_chatter_is_filtered_but_its_warnings_stay():
+    import logging
+
+    from diffariff_jax.train import _QuietOrbax
+
+    def record(level, path):
+        return logging.LogRecord("absl", level, path, 1, "msg", None, None)
+
+    quiet = _QuietOrbax()
+    assert not quiet.filter(record(logging.INFO, "/venv/site-packages/orbax/checkpoint/manager.py"))
+    assert quiet.filter(record(logging.WARNING, "/venv/site-packages/orbax/checkpoint/manager.py"))
+    assert quiet.filter(record(logging.INFO, "/repo/diffariff_jax/training/loop.py"))

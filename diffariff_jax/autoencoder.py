@@ -33,19 +33,25 @@ from diffariff_jax.diffusion.consistency import Consistency
 from diffariff_jax.models.cae import CAE, CAEShape
 
 
+def cae_parts(config: ml_collections.ConfigDict, user: str) -> tuple[CAEShape, Stft, Consistency]:
+    """The CAE's architecture, transform and consistency schedule from a config of kind "cae"; `user`
+    names the caller in the one-line error for a config of another kind or inconsistent sizes."""
+    if config.get("kind") != "cae":
+        raise ValueError(f"{user} needs a config of kind 'cae', got {config.get('kind')!r}")
+    shape = CAEShape.from_config(config.model)
+    stft = Stft.from_config(config.stft)
+    if stft.bins != shape.freq_bins:
+        raise ValueError(f"config: stft gives {stft.bins} bins, model.freq_bins is {shape.freq_bins}")
+    return shape, stft, Consistency.from_config(config.consistency)
+
+
 class Autoencoder:
     """A CAE with its config and params; numpy in, numpy out."""
 
     def __init__(self, config: ml_collections.ConfigDict, params: Any):
-        if config.get("kind") != "cae":
-            raise ValueError(f"Autoencoder needs a config of kind 'cae', got {config.get('kind')!r}")
         self.config = config
         self.params = params
-        self.shape = CAEShape.from_config(config.model)
-        self.stft = Stft.from_config(config.stft)
-        if self.stft.bins != self.shape.freq_bins:
-            raise ValueError(f"config: stft gives {self.stft.bins} bins, model.freq_bins is {self.shape.freq_bins}")
-        self.consistency = Consistency.from_config(config.consistency)
+        self.shape, self.stft, self.consistency = cae_parts(config, "Autoencoder")
         self.model = CAE(self.shape)
         self.sample_rate = int(config.data.sample_rate)
         self.latent_dim = self.shape.latent_dim

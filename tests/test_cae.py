@@ -135,3 +135,16 @@ def test_bad_latents_are_refused(ae):
         ae.decode(np.full((1, 4, 64), np.nan, np.float32), jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="num_samples"):
         ae.decode(np.zeros((1, 2, 64), np.float32), jax.random.PRNGKey(0), num_samples=9000)
+
+
+def test_configs_of_another_kind_or_inconsistent_sizes_are_refused():
+    from configs import ldm as ldm_configs
+
+    with pytest.raises(ValueError, match="Autoencoder needs a config of kind 'cae', got 'ldm'"):
+        Autoencoder(ldm_configs.get_config("tiny"), params={})
+    with pytest.raises(ValueError, match="CAETask needs a config of kind 'cae', got 'ldm'"):
+        CAETask(ldm_configs.get_config("tiny"))
+    config = get_config("tiny")
+    config.model.freq_bins = config.model.freq_bins // 2
+    with pytest.raises(ValueError, match=r"config: stft gives \d+ bins, model.freq_bins is \d+"):
+        CAETask(config)

@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from diffariff_jax.audio.stft import Stft
-from diffariff_jax.diffusion.consistency import Consistency
-from diffariff_jax.models.cae import CAE, CAEShape, analytic_flops
+from diffariff_jax.autoencoder import cae_parts
+from diffariff_jax.models.cae import CAE, analytic_flops
 
 PyTree = Any
 
@@ -25,14 +24,8 @@ class CAETask:
     """Task interface of training/state.py for config.kind == "cae"."""
 
     def __init__(self, config: ml_collections.ConfigDict):
-        if config.kind != "cae":
-            raise ValueError(f"CAETask needs config.kind 'cae', got {config.kind!r}")
         self.config = config
-        self.shape = CAEShape.from_config(config.model)
-        self.stft = Stft.from_config(config.stft)
-        if self.stft.bins != self.shape.freq_bins:
-            raise ValueError(f"config: stft gives {self.stft.bins} bins, model.freq_bins is {self.shape.freq_bins}")
-        self.consistency = Consistency.from_config(config.consistency)
+        self.shape, self.stft, self.consistency = cae_parts(config, "CAETask")
         self.model = CAE(self.shape, dtype=jnp.dtype(config.train.compute_dtype))
         self.crop_samples = int(config.data.crop_frames) * self.stft.hop * self.shape.time_reduction
 

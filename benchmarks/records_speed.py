@@ -93,7 +93,7 @@ def main() -> None:
             n += len(reader.read(rng.integers(0, args.examples, args.batch)))
         res["arrayrecord_random_read_decode_ex_s"] = _rate(n, time.perf_counter() - t)
         for workers in (1, 2, 4):
-            it = reader.iterate(prefetch=4, workers=workers)
+            it = LatentReader(ar, args.batch, args.crop_frames, seed=0, workers=workers).iterate(prefetch=4)
             next(it)
             t = time.perf_counter()
             steps = 0

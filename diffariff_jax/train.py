@@ -43,6 +43,27 @@ class _QuietOrbax(py_logging.Filter):
         return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
 
 
+# Config fields holding paths, where a config has them: (key, only local files work there). Resolved once, at
+# the command line's boundary, so config.json records absolute paths that mean the same after a chdir.
+_CONFIG_PATHS = (("data.records_dir", True), ("data.val_records_dir", True), ("data.root", True),
+                 ("train.sample_cae", False))
+
+
+def resolve_paths(config, workdir: str) -> str:
+    """Resolves the workdir and every path in `config` in place (paths.resolve / paths.local); returns the
+    workdir. Latent records and stems must be local files (ArrayRecord and soundfile read no gs://): a
+    bucket there fails in one line naming gcsfuse or a local copy (docs/training.md)."""
+    from diffariff_jax import paths
+
+    for key, local_only in _CONFIG_PATHS:
+        section, name = key.split(".")
+        value = config[section].get(name) if section in config else None
+        if value:
+            resolve = paths.local if local_only else paths.resolve
+            config[section][name] = str(resolve(value, f"--config.{key}"))
+    return str(paths.resolve(workdir, "--workdir"))
+
+
 def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietOrbax())
     if len(argv) > 1:
@@ -54,6 +75,7 @@ def main(argv: list[str]) -> None:
 
     import jax
 
+    from diffariff_jax import paths
     from diffariff_jax.training import checkpoint as ckpt
     from diffariff_jax.training import loop, tasks
 
@@ -64,6 +86,7 @@ def main(argv: list[str]) -> None:
     except OSError as err:  # config_flags reports a config file it could not load only when it is used
         _fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
     try:
+        workdir = resolve_paths(config, workdir)
         ckpt.check_kind(workdir, kind)
         # The records fix the CLAP width; an explicit --config.model.clap_dim is kept (check_data compares).
         if not any(arg.startswith("--config.model.clap_dim") for arg in sys.argv):
@@ -73,7 +96,8 @@ def main(argv: list[str]) -> None:
         tasks.check_data(config)
         mesh_lib.mesh_shape(config.mesh, jax.device_count())
         result = loop.train(config, workdir)
-    except (ckpt.CheckpointError, mesh_lib.MeshError, tasks.DataSetupError, loop.TrainingError) as err:
+    except (paths.PathError, ckpt.CheckpointError, mesh_lib.MeshError, tasks.DataSetupError,
+            loop.TrainingError) as err:
         _fail(str(err))
     if result.preempted:
         sys.exit(PREEMPTED_EXIT)

@@ -1,4 +1,6 @@
 """Latent records: encode/decode, atomic shards, deterministic resumable reader, host split."""
+import os
+
 import numpy as np
 import pytest
 
@@ -76,12 +78,12 @@ def test_batches_are_crops_of_the_records(tmp_path):
 
 def test_deterministic_epochs_and_resume(tmp_path):
     root = _make(tmp_path)
-    a = LatentReader(root, batch_size=4, crop_frames=8, seed=3)
+    a = LatentReader(root, batch_size=4, crop_frames=8, seed=3, workers=3)
     b = LatentReader(root, batch_size=4, crop_frames=8, seed=3)
     # An epoch (23 examples) visits every example once: steps 0..4 cover positions 0..19 without repeats.
     seen = np.concatenate([a.indices(s) for s in range(5)])
     assert len(set(seen.tolist())) == 20
-    full = [batch for _, batch in zip(range(7), a.iterate(prefetch=2, workers=3))]
+    full = [batch for _, batch in zip(range(7), a.iterate(prefetch=2))]
     resumed = [batch for _, batch in zip(range(3), b.iterate(start_step=4, prefetch=0))]
     for x, y in zip(full[4:], resumed):
         for k in x:
@@ -108,6 +110,33 @@ def test_reader_errors(tmp_path):
     shard_path(root, 1, 3).unlink()
     with pytest.raises(FileNotFoundError, match="shards missing"):
         LatentReader(root, 2, 8)
+
+
+def test_open_shard_files_stay_bounded_across_threads(tmp_path):
+    """Many shards read by several threads hold at most max_open files (not threads x shards), and the
+    batches are the ones an unbounded reader gives."""
+    root = tmp_path / "many"
+    for s in range(12):
+        write_shard(root, s, 12, [_example(2 * s), _example(2 * s + 1)])
+    write_info(root, {"frames": FRAMES, "latent_dim": DIM, "clap_dim": D})
+    bounded = LatentReader(root, batch_size=6, crop_frames=8, seed=1, workers=3, max_open=4)
+    reference = LatentReader(root, batch_size=6, crop_frames=8, seed=1, max_open=100)
+    fds = len(os.listdir("/proc/self/fd"))
+    got = [batch for _, batch in zip(range(10), bounded.iterate(prefetch=3))]
+    assert bounded.readers.open_count <= 4 and len(os.listdir("/proc/self/fd")) <= fds + 4
+    for step, batch in enumerate(got):
+        for k, want in reference.batch(step).items():
+            np.testing.assert_array_equal(batch[k], want)
+    bounded.close()
+    assert bounded.readers.open_count == 0
+
+
+def test_records_on_a_bucket_fail_in_one_line_naming_the_supported_way(tmp_path):
+    with pytest.raises(ValueError, match="gs://b/latents: only a local path works here .*gcsfuse") as err:
+        LatentReader("gs://b/latents", 2, 8)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="gcsfuse"):
+        read_info("gs://b/latents")
 
 
 def test_global_batches_on_a_mesh(tmp_path):

@@ -78,3 +78,43 @@ def test_orbax_info_chatter_is_filtered_but_its_warnings_stay():
     assert not quiet.filter(record(logging.INFO, "/venv/site-packages/orbax/checkpoint/manager.py"))
     assert quiet.filter(record(logging.WARNING, "/venv/site-packages/orbax/checkpoint/manager.py"))
     assert quiet.filter(record(logging.INFO, "/repo/diffariff_jax/training/loop.py"))
+
+
+def test_relative_workdir_from_another_cwd_trains_and_resumes(tmp_path, tmp_path_factory):
+    """README's `--workdir runs/ldm`: relative paths are made absolute at the command line (orbax refuses
+    relative ones at the first save), so a run started from any cwd saves, and rerunning it resumes."""
+    from compile_cache import cache_env
+    from diffariff_jax.training.logging import read_metrics
+    from scenario_tasks import CLI_OVERRIDES, write_tiny_latents
+
+    elsewhere = tmp_path / "elsewhere"
+    write_tiny_latents(elsewhere / "latents")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               **cache_env(str(tmp_path_factory.getbasetemp() / "xla_cache_relative")))
+
+    def run(steps):
+        return subprocess.run([sys.executable, "-m", "diffariff_jax.train", "--config", f"{REPO}/configs/ldm.py:tiny",
+                               "--workdir", "runs/ldm", "--config.data.records_dir=latents",
+                               f"--config.train.num_steps={steps}", "--config.train.batch_size=4",
+                               "--config.train.ckpt_every=2", "--config.train.eval_batches=0",
+                               "--config.train.log_every=1", "--config.train.tensorboard=False", *CLI_OVERRIDES],
+                              cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run(2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    workdir = elsewhere / "runs" / "ldm"
+    assert (workdir / "checkpoints" / "2").is_dir()
+    assert json.loads((workdir / "config.json").read_text())["data"]["records_dir"] == str(elsewhere / "latents")
+    second = run(3)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from step 2" in second.stderr
+    assert [r["step"] for r in read_metrics(str(workdir), "train")] == [1, 2, 3]
+
+
+def test_records_on_a_bucket_fail_at_start_in_one_line(tmp_path):
+    rc, errors, stderr = _train("--config", "configs/ldm.py:tiny", "--config.data.records_dir=gs://bucket/latents",
+                                workdir=tmp_path / "run")
+    assert rc == 1 and errors == ["error: --config.data.records_dir gs://bucket/latents: only a local path works "
+                                  "here (mount the bucket with gcsfuse or copy it to local disk; see "
+                                  "docs/training.md)"], stderr[-2000:]
+    assert "Traceback" not in stderr and not (tmp_path / "run").exists()

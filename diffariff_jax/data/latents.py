@@ -19,6 +19,7 @@ noise the LDM is trained at) and clap [K, D] float32, the CLAP embeddings of K r
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -32,12 +33,17 @@ from typing import Iterable, Iterator
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
+from diffariff_jax import paths
+
 MAGIC = b"DAL1"
 INFO_FILE = "latents.json"
 # One record per chunk for random access; uncompressed because zstd saves ~7% on ~Gaussian float16 latents
 # but costs 2-3x in write and random-read speed (benchmarks/records_speed.py).
 WRITER_OPTIONS = "group_size:1,uncompressed"
 SHARD_RE = re.compile(r"^latents-(\d{5})-of-(\d{5})\.array_record$")
+# ArrayRecord reads local files only (its own GCS support is unreliable): a bucket is mounted (gcsfuse) or
+# copied to local disk first; every function here takes its directory through paths.local.
+WHAT = "latent records dir"
 
 
 @dataclass
@@ -76,7 +82,7 @@ def decode_example(data: bytes) -> LatentExample:
 
 
 def shard_path(out_dir: str | Path, index: int, count: int) -> Path:
-    return Path(out_dir) / f"latents-{index:05d}-of-{count:05d}.array_record"
+    return paths.local(out_dir, WHAT) / f"latents-{index:05d}-of-{count:05d}.array_record"
 
 
 def write_shard(out_dir: str | Path, index: int, count: int, examples: Iterable[LatentExample],
@@ -101,14 +107,14 @@ def write_shard(out_dir: str | Path, index: int, count: int, examples: Iterable[
 
 
 def write_info(out_dir: str | Path, info: dict) -> None:
-    path = Path(out_dir) / INFO_FILE
+    path = paths.local(out_dir, WHAT) / INFO_FILE
     tmp = path.with_name(f"{INFO_FILE}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     os.replace(tmp, path)
 
 
 def read_info(root: str | Path) -> dict:
-    path = Path(root) / INFO_FILE
+    path = paths.local(root, WHAT) / INFO_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{root}: no {INFO_FILE}; not a latents directory made by diffariff_jax.precompute")
     return json.loads(path.read_text())
@@ -116,7 +122,7 @@ def read_info(root: str | Path) -> dict:
 
 def list_shards(root: str | Path) -> list[Path]:
     """Complete shards of a latents directory; raises if a shard of the set is missing (unfinished run)."""
-    root = Path(root)
+    root = paths.local(root, WHAT)
     found = sorted(p for p in root.glob("latents-*.array_record") if SHARD_RE.match(p.name))
     if not found:
         raise FileNotFoundError(f"{root}: no latents-*.array_record shards")
@@ -128,6 +134,65 @@ def list_shards(root: str | Path) -> list[Path]:
     return found
 
 
+class ShardReaders:
+    """Open ArrayRecord readers shared by the reader threads, at most `max_open` of them at once.
+
+    A thread borrows a reader of one shard for one read and gives it back; idle readers stay open for the
+    next read and the least recently used one is closed when a new shard needs a slot. So a set of 520
+    shards read by 4 threads holds max_open files, not 4 x 520 (the usual limit is 1024), and no reader is
+    ever used by two threads at once. max_open is raised to `workers` so every thread can hold one.
+    """
+
+    def __init__(self, shard_paths: list[Path], max_open: int, workers: int = 1):
+        self._paths = list(shard_paths)
+        self.max_open = max(int(max_open), int(workers), 1)
+        self._idle: collections.OrderedDict[int, tuple[int, ArrayRecordReader]] = collections.OrderedDict()
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open_count(self) -> int:
+        return self._open
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._paths)
+
+    @contextlib.contextmanager
+    def borrow(self, shard: int) -> Iterator[ArrayRecordReader]:
+        reader = self._take(shard)
+        try:
+            yield reader
+        finally:
+            with self._lock:
+                self._idle[id(reader)] = (shard, reader)
+
+    def _take(self, shard: int) -> ArrayRecordReader:
+        with self._lock:
+            for key, (held, reader) in reversed(self._idle.items()):
+                if held == shard:
+                    del self._idle[key]
+                    return reader
+            while self._open >= self.max_open and self._idle:
+                _, (_, oldest) = self._idle.popitem(last=False)
+                oldest.close()
+                self._open -= 1
+            self._open += 1
+        try:
+            return ArrayRecordReader(str(self._paths[shard]), "readahead_buffer_size:0,max_parallelism:0")
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for _, reader in self._idle.values():
+                reader.close()
+            self._open -= len(self._idle)
+            self._idle.clear()
+
+
 class LatentReader:
     """Deterministic per-host batches {"target", "context": [B, crop_frames, 64], "clap": [B, D]} float32.
 
@@ -135,33 +200,33 @@ class LatentReader:
     s*G .. s*G+G-1 (G = batch_size * process_count) of an endless stream of per-epoch permutations of every
     example (permutation seeded by (seed, epoch)); host h takes its consecutive batch_size of them. Each
     example gets a random crop of crop_frames latent frames (the same span of target and context) and one
-    of its K CLAP vectors, drawn from numpy seeded by (seed, step, h).
+    of its K CLAP vectors, drawn from numpy seeded by (seed, step, h). `workers` threads build batches ahead
+    (data.reader_workers); at most `max_open` shard files are open at once (data.max_open_shards).
     """
 
     def __init__(self, root: str | Path, batch_size: int, crop_frames: int, seed: int = 0,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, workers: int = 1, max_open: int = 64):
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
-        self.root = Path(root)
+        self.root = paths.local(root, WHAT)
         self.info = read_info(root)
         self.batch_size, self.crop_frames, self.seed = int(batch_size), int(crop_frames), int(seed)
-        self.process_index, self.process_count = process_index, process_count
+        self.process_index, self.process_count, self.workers = process_index, process_count, max(int(workers), 1)
         if self.crop_frames > self.info["frames"]:
             raise ValueError(f"{root}: crop_frames {crop_frames} > the {self.info['frames']} frames per record")
-        self._paths = list_shards(root)
-        self._local = threading.local()  # one set of readers per thread: reads run in parallel without locks
-        counts = np.array([r.num_records() for r in self._readers()])
-        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self.readers = ShardReaders(list_shards(root), max_open, self.workers)
+        counts = []
+        for shard in range(self.readers.num_shards):
+            with self.readers.borrow(shard) as reader:
+                counts.append(reader.num_records())
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_examples = int(self._starts[-1])
         if self.num_examples == 0:
             raise ValueError(f"{root}: the shards hold no examples")
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
-    def _readers(self) -> list[ArrayRecordReader]:
-        if not hasattr(self._local, "readers"):
-            self._local.readers = [ArrayRecordReader(str(p), "readahead_buffer_size:0,max_parallelism:0")
-                                   for p in self._paths]
-        return self._local.readers
+    def close(self) -> None:
+        self.readers.close()
 
     def _permutation(self, epoch: int) -> np.ndarray:
         cached = self._perm_cache  # one read: another thread may replace it meanwhile
@@ -185,7 +250,8 @@ class LatentReader:
         out: list[LatentExample | None] = [None] * len(indices)
         for s in np.unique(shard):
             where = np.flatnonzero(shard == s)
-            blobs = self._readers()[s].read([int(i) for i in indices[where] - self._starts[s]])
+            with self.readers.borrow(int(s)) as reader:
+                blobs = reader.read([int(i) for i in indices[where] - self._starts[s]])
             for w, b in zip(where, blobs):
                 out[w] = decode_example(b)
         return out
@@ -200,13 +266,13 @@ class LatentReader:
                 "context": np.stack([e.context[c] for e, c in zip(examples, sl)]).astype(np.float32),
                 "clap": np.stack([e.clap[int(k)] for e, k in zip(examples, pick)]).astype(np.float32)}
 
-    def iterate(self, start_step: int = 0, prefetch: int = 2, workers: int = 1) -> Iterator[dict[str, np.ndarray]]:
-        """Endless batches from start_step on; `workers` threads build up to max(prefetch, workers) ahead.
+    def iterate(self, start_step: int = 0, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+        """Endless batches from start_step on; self.workers threads build up to max(prefetch, workers) ahead.
 
         Order never depends on timing: batch k is always self.batch(start_step + k).
         """
-        ahead = max(prefetch, workers, 1)
-        with ThreadPoolExecutor(workers, thread_name_prefix="latents") as pool:
+        ahead = max(prefetch, self.workers, 1)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="latents") as pool:
             pending = collections.deque(pool.submit(self.batch, s) for s in range(start_step, start_step + ahead))
             step = start_step + ahead
             try:

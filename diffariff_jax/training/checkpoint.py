@@ -3,7 +3,8 @@
 A training workdir holds `config.json` (the resolved config) and `checkpoints/<step>/` with three composite
 items: `state` (the whole TrainState pytree), `config` (JSON) and `data` (the data position: seed and
 step, enough for the deterministic iterators to resume on the same batch). A release dir holds
-`config.json` and `params/` (EMA params only). Paths may be local or `gs://` (orbax and etils.epath).
+`config.json` and `params/` (EMA params only). Paths may be local or `gs://` (orbax and etils.epath); every
+one goes through `paths.resolve`, so a relative workdir works (orbax itself refuses relative paths).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
+from diffariff_jax import paths
+
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 PARAMS_DIR = "params"
@@ -25,6 +28,14 @@ ITEMS = ("state", "config", "data")
 
 class CheckpointError(ValueError):
     """A one-line, user-facing checkpoint problem (missing path, empty workdir, wrong model kind)."""
+
+
+def _path(directory: str | os.PathLike, what: str = "workdir") -> epath.Path:
+    """paths.resolve, with its one-line errors as CheckpointError (the one error type of this layer)."""
+    try:
+        return paths.resolve(directory, what)
+    except paths.PathError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _tuples(value: Any) -> Any:
@@ -49,7 +60,7 @@ def write_config(directory: str | epath.Path, config: ml_collections.ConfigDict)
     """Writes `config.json` into `directory` (process 0 only; other processes return at once)."""
     if jax.process_index() != 0:
         return
-    path = epath.Path(directory)
+    path = _path(directory)
     path.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name, then renamed: other processes may be reading it (check_kind).
     tmp = path / f"{CONFIG_FILE}.tmp-{os.getpid()}"
@@ -59,7 +70,7 @@ def write_config(directory: str | epath.Path, config: ml_collections.ConfigDict)
 
 def read_config(directory: str | epath.Path) -> ml_collections.ConfigDict:
     """Reads `config.json` from a workdir or release dir."""
-    path = epath.Path(directory) / CONFIG_FILE
+    path = _path(directory) / CONFIG_FILE
     if not path.exists():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE} (not a diffariff-jax workdir or release dir)")
     return config_from_dict(json.loads(path.read_text()))
@@ -67,7 +78,7 @@ def read_config(directory: str | epath.Path) -> ml_collections.ConfigDict:
 
 def check_kind(directory: str | epath.Path, kind: str) -> None:
     """Raises if `directory` already holds a run of another model kind (config.kind mismatch)."""
-    path = epath.Path(directory) / CONFIG_FILE
+    path = _path(directory) / CONFIG_FILE
     if path.exists():
         held = json.loads(path.read_text()).get("kind")
         if held != kind:
@@ -78,7 +89,7 @@ def check_same_model(directory: str | epath.Path, config: ml_collections.ConfigD
     """Raises if `directory` holds checkpoints of a model shaped by another `config.model` (a changed
     --config.model.* override): resuming would fail to restore every step with shape errors, and
     rewriting config.json would describe params the checkpoints do not hold."""
-    path = epath.Path(directory)
+    path = _path(directory)
     checkpoints = path / CHECKPOINT_DIR
     if not (path / CONFIG_FILE).exists() or not checkpoints.exists():
         return
@@ -117,7 +128,7 @@ def make_manager(workdir: str | epath.Path, train: ml_collections.ConfigDict, *,
         read_only=read_only,
         create=not read_only,
     )
-    return ocp.CheckpointManager(epath.Path(workdir) / CHECKPOINT_DIR, item_names=ITEMS, options=options)
+    return ocp.CheckpointManager(_path(workdir) / CHECKPOINT_DIR, item_names=ITEMS, options=options)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, config: ml_collections.ConfigDict,
@@ -182,7 +193,7 @@ def _restore_params(directory: epath.Path, subtree: str | None) -> Any:
 
 def save_release(directory: str | epath.Path, config: ml_collections.ConfigDict, params: Any) -> None:
     """Writes an EMA-only release dir: `config.json` + orbax `params/`. All processes call it."""
-    path = epath.Path(directory)
+    path = _path(directory, "release dir")
     if (path / PARAMS_DIR).exists():
         raise CheckpointError(f"release dir {directory} already holds params; choose an empty directory")
     write_config(path, config)
@@ -195,7 +206,7 @@ def load_for_inference(path: str | epath.Path, kind: str | None = None) -> tuple
 
     kind: when given ("ldm" | "cae"), a checkpoint of another model kind is a clear error.
     """
-    root = epath.Path(path)
+    root = _path(path, "checkpoint")
     if not root.exists():
         raise CheckpointError(f"checkpoint path {path} does not exist")
     if (root / PARAMS_DIR).exists():

@@ -1,0 +1,132 @@
+"""The generation API: Accompanist.load finds EMA params, CAE and CLAP; embeddings; generate_batch."""
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from diffariff_jax.accompanist import Accompanist, SamplerSettings
+from diffariff_jax.release_bundle import CompanionError
+from diffariff_jax.testing.tiny_ldm import STEP, build_tiny_ldm
+from diffariff_jax.training.checkpoint import CheckpointError
+
+SR, HOP = 48000, 4096
+FAST = SamplerSettings(steps=3)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_ldm(tmp_path_factory.mktemp("tiny_ldm"))
+
+
+@pytest.fixture(scope="module")
+def acc(tiny):
+    return Accompanist.load(str(tiny.workdir))
+
+
+def _ema(tiny):
+    from diffariff_jax.training.checkpoint import load_for_inference
+
+    return load_for_inference(str(tiny.release), kind="ldm")[1]
+
+
+def test_load_workdir_finds_ema_cae_clap_and_step(acc, tiny):
+    assert acc.step == STEP and acc.sample_rate == SR and acc.clap_dim == 32
+    for got, want in zip(jax.tree.leaves(acc.params), jax.tree.leaves(_ema(tiny))):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # the EMA params, not the raw ones
+    assert len(acc.fingerprint) == 16 and acc.fingerprint == Accompanist.load(str(tiny.release)).fingerprint
+
+
+def test_embeddings_are_unit_norm(acc):
+    text = acc.embed_text(["cello", "flute"])
+    assert text.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(text[0], text[1])
+    audio = acc.embed_audio(0.1 * np.random.default_rng(0).standard_normal((3, SR // 2)).astype(np.float32))
+    assert audio.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)
+
+
+def test_generate_batch_shapes_determinism_and_batch(acc):
+    rng = np.random.default_rng(1)
+    context = (0.1 * rng.standard_normal((2, 5 * HOP + 100))).astype(np.float32)
+    clap = acc.embed_text(["cello", "piano"])
+    a = acc.generate_batch(context, clap, seed=3, settings=FAST)
+    assert a.shape == context.shape and a.dtype == np.float32 and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, acc.generate_batch(context, clap, seed=3, settings=FAST))
+    assert not np.allclose(a, acc.generate_batch(context, clap, seed=4, settings=FAST))
+    uncond = acc.generate_batch(None, None, num_frames=4, seed=0, settings=FAST)
+    assert uncond.shape == (1, 4 * HOP)
+    clap_only = acc.generate_batch(None, clap, num_frames=4, settings=FAST)
+    assert clap_only.shape == (2, 4 * HOP)
+    with pytest.raises(ValueError, match="num_frames"):
+        acc.generate_batch(None, None)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        acc.generate_batch(None, None, num_frames=4, settings=SamplerSettings(steps=0))
+
+
+def test_one_compilation_for_a_batch(acc):
+    from diffariff_jax.diffusion import samplers
+
+    context = np.zeros((3, 6 * HOP), np.float32) + 0.01
+    acc.generate_batch(context, None, settings=FAST)
+    before = samplers._sample_jit._cache_size()
+    acc.generate_batch(context + 0.02, None, seed=9, settings=SamplerSettings(steps=3, cfg_context=2.0))
+    assert samplers._sample_jit._cache_size() == before  # new data, seed and scale: no recompilation
+
+
+def test_release_bundle_generates_on_another_machine(acc, tiny, tmp_path):
+    out = tmp_path / "bundle"
+    acc.save_release(str(out))
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    info = json.loads((moved / "accompanist.json").read_text())
+    assert info["step"] == STEP and info["fingerprint"] == acc.fingerprint
+    # The records and the original CAE / CLAP are unreachable from the moved copy's point of view.
+    other = Accompanist.load(str(moved))
+    assert other.step == STEP and other.fingerprint == acc.fingerprint
+    assert other.cae.config.to_dict() == acc.cae.config.to_dict()
+    np.testing.assert_allclose(other.embed_text(["cello"]), acc.embed_text(["cello"]), atol=1e-6)
+
+
+def test_load_errors_are_one_line_and_name_the_flag(tiny, tmp_path):
+    with pytest.raises(CheckpointError, match="holds a 'cae' model, not 'ldm'"):
+        Accompanist.load(str(tiny.cae))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Accompanist.load(str(tmp_path / "nowhere"))
+    # A plain release dir whose records are gone: the CAE and the CLAP must be given.
+    lonely = tmp_path / "lonely"
+    shutil.copytree(tiny.release, lonely)
+    config = json.loads((lonely / "config.json").read_text())
+    config["data"]["records_dir"] = str(tmp_path / "gone")
+    (lonely / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CompanionError, match="pass --cae"):
+        Accompanist.load(str(lonely))
+    with pytest.raises(CompanionError, match="pass --clap"):
+        Accompanist.load(str(lonely), cae=str(tiny.cae))
+    assert Accompanist.load(str(lonely), cae=str(tiny.cae), clap=str(tiny.clap)).clap_dim == 32
+    with pytest.raises(CompanionError, match="--cae .*does not exist"):
+        Accompanist.load(str(lonely), cae=str(tmp_path / "no_cae"), clap=str(tiny.clap))
+
+
+def test_clap_of_another_width_is_refused(tiny, tmp_path):
+    from diffariff_jax.testing.tiny_clap import build_tiny_clap
+
+    wide = build_tiny_clap(tmp_path / "wide", projection_dim=48)
+    with pytest.raises(CompanionError, match="48-d embeddings.*trained on 32-d"):
+        Accompanist.load(str(tiny.release), clap=str(wide))
+
+
+def test_a_cae_changed_since_the_records_is_refused(tiny, tmp_path):
+    info_path = tiny.records / "latents.json"
+    original = info_path.read_text()
+    try:
+        info = json.loads(original)
+        info["cae_weights"] = "0" * 16
+        info_path.write_text(json.dumps(info))
+        with pytest.raises(CompanionError, match="changed since the training records were made.*pass --cae"):
+            Accompanist.load(str(tiny.workdir))
+    finally:
+        info_path.write_text(original)

@@ -77,7 +77,7 @@ def _data(variant: str) -> ml_collections.ConfigDict:
     sample_rate = 48000
     return ml_collections.ConfigDict({
         "root": "",  # dataset folder: --config.data.root=DIR
-        "layout": "demo",  # generic | musdb18hq | slakh2100 | moisesdb | demo
+        "layout": "demo",  # generic | musdb18hq | slakh2100 | moisesdb | medleydb | demo
         "split": "train",
         "split_fractions": (0.9, 0.05, 0.05),
         "sample_rate": sample_rate,
@@ -88,7 +88,7 @@ def _data(variant: str) -> ml_collections.ConfigDict:
         "silence_db": -50.0,
         "max_crop_tries": 8,
         "context_keep_prob": 0.5,
-        "context_gain_db": (-12.0, 0.0),
+        "stem_gain_db": (-6.0, 6.0),  # level of each stem in a mix (data/pipeline.py)
         "loudness_db": -20.0,
         "loudness_jitter_db": 4.0,
         "peak_limit": 0.99,

@@ -52,7 +52,7 @@ def root(tmp_path):
 def probe(root, full):
     skips = layouts.Skips()
     songs = probe_songs(layouts.scan(root, "generic", skips), SR, 0.25, skips, full=full)
-    return {s.song_id: s for s in songs}, skips
+    return {s.song_id.removeprefix("generic/"): s for s in songs}, skips
 
 
 def test_header_probe_skips_and_counts(root, caplog):
@@ -131,3 +131,50 @@ def _with(cfg, **kw):
     new = cfg.copy_and_resolve_references()
     new.update(kw)
     return new
+
+
+def test_moisesdb_tracks_one_sample_apart_after_resampling(tmp_path):
+    """Two tracks of one stem, 4400 and 4401 samples at 44.1 kHz, resample to 4789 and 4790 samples at 48 kHz:
+    full validation sums them instead of failing to broadcast (which aborted a whole precompute)."""
+    import json
+    song = tmp_path / "prov" / "abc"
+    data = {"stems": [{"stemName": "guitar", "tracks": [{"id": "t1", "extension": "wav"},
+                                                        {"id": "t2", "extension": "wav"}]},
+                      {"stemName": "bass", "tracks": [{"id": "t3", "extension": "wav"}]}]}
+    song.mkdir(parents=True)
+    (song / "data.json").write_text(json.dumps(data))
+    write(song / "guitar" / "t1.wav", sine(4400 / 44100, sr=44100), sr=44100)
+    write(song / "guitar" / "t2.wav", sine(4401 / 44100, sr=44100, freq=500), sr=44100)
+    write(song / "bass" / "t3.wav", sine(4401 / 44100, sr=44100, freq=110), sr=44100)
+    skips = layouts.Skips()
+    (probed,) = probe_songs(layouts.scan(tmp_path, "moisesdb"), 48000, 0.05, skips, full=True)
+    assert probed.instruments == ("guitar", "bass") and not skips
+
+
+def corrupt_flac(path, seconds=2.0):
+    sf.write(str(path), sine(seconds), SR, format="FLAC")
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 2000] = bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8))
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_flac_frames_are_skipped_and_counted_with_the_path(tmp_path, caplog):
+    song = tmp_path / "song"
+    write(song / "bass.wav", sine(2.0, freq=110))
+    write(song / "piano.wav", sine(2.0, freq=500))
+    corrupt_flac(song / "cello.flac")
+    assert sf.info(str(song / "cello.flac")).frames == 2 * SR  # the header is fine: header validation passes
+    cfg = pipeline.default_data_config()
+    cfg.update(dict(root=str(tmp_path), layout="generic", split_fractions=(1.0, 0.0, 0.0), sample_rate=SR,
+                    crop_seconds=0.5, examples_per_song=16, validate="header"))
+    skips = layouts.Skips()
+    with caplog.at_level(logging.WARNING):
+        got = [b for b in pipeline.stem_pair_dataset(cfg, 8, num_epochs=1, skips=skips).as_numpy_iterator()]
+    assert sum(len(b["target"]) for b in got) == 16  # the run went on
+    assert skips["read error in a crop (stem zeroed)"] > 0
+    assert any("cello.flac" in r.message and "read error" in r.message for r in caplog.records)
+    # full validation decodes every file up front and drops the stem, naming it
+    full = layouts.Skips()
+    (probed,) = probe_songs(layouts.scan(tmp_path, "generic"), SR, 0.5, full, full=True)
+    assert probed.instruments == ("bass", "piano") and sum(full.values()) == 1

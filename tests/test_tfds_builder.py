@@ -46,12 +46,12 @@ def test_generic_build_splits_and_audio(catalogue, tmp_path):
     examples = {}
     for split in builder.info.splits:
         got = {ex["song_id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
-        expected = [s.song_id for s in layouts.songs_in_split(songs, split, (0.5, 0.25, 0.25)) if s.song_id != "bad"]
+        expected = [s.song_id for s in layouts.songs_in_split(songs, split, (0.5, 0.25, 0.25)) if s.song_id != "generic/bad"]
         assert sorted(got) == expected
         examples.update(got)
-    assert sorted(examples) == [f"song{j}" for j in range(8)]
+    assert sorted(examples) == [f"generic/song{j}" for j in range(8)]
     assert builder.skips == {"bad stem: unreadable": 1, "fewer than 2 usable stems": 1}
-    ex = examples["song3"]
+    ex = examples["generic/song3"]
     assert [i.decode() for i in ex["instruments"]] == ["bass", "organ"]
     audio = ex["audio"]
     assert audio.dtype == np.float32 and audio.shape == (2, int(0.2 * SR))

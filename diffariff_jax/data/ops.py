@@ -34,9 +34,13 @@ def nonsilent_mask(stems: tf.Tensor, threshold_db: float) -> tf.Tensor:
     return rms_db(stems) >= threshold_db
 
 
-def choose_masked(mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """An index drawn uniformly among the True entries of mask [n] (int32 scalar; all entries if none)."""
-    mask = tf.cond(tf.reduce_any(mask), lambda: mask, lambda: tf.ones_like(mask))
+def choose_masked(mask: tf.Tensor, seed: tf.Tensor, fallback: tf.Tensor | None = None) -> tf.Tensor:
+    """An index drawn uniformly among the True entries of mask [n] (int32 scalar).
+
+    When no entry is True the draw is among the True entries of `fallback` [n] (default: all entries).
+    """
+    fallback = tf.ones_like(mask) if fallback is None else fallback
+    mask = tf.cond(tf.reduce_any(mask), lambda: mask, lambda: fallback)
     scores = tf.random.stateless_uniform(tf.shape(mask), seed)
     return tf.cast(tf.argmax(tf.where(mask, scores, -1.0)), tf.int32)
 
@@ -62,15 +66,16 @@ def normalize_loudness(x: tf.Tensor, loudness_db: tf.Tensor, peak_limit: float) 
 
 
 def normalize_loudness_pair(context: tf.Tensor, target: tf.Tensor, loudness_db: tf.Tensor,
-                            peak_limit: float) -> tuple[tf.Tensor, tf.Tensor]:
+                            peak_limit: float, max_gain_db: float = float("inf")) -> tuple[tf.Tensor, tf.Tensor]:
     """One gain for both signals so their sum (the full mix) sits at loudness_db dBFS RMS.
 
-    Sharing the gain keeps the balance between target and context, which the model must learn;
-    the gain is then lowered if the context, the target or their sum would peak above peak_limit.
+    Sharing the gain keeps the balance between target and context, which the model must learn. The
+    gain is at most max_gain_db (a -70 dBFS noise floor must not become a -20 dBFS target), and is
+    lowered if the context, the target or their sum would peak above peak_limit.
     An all-zero pair stays zero. context, target: [samples].
     """
     full = context + target
-    gain = db_to_gain(loudness_db - rms_db(full))
+    gain = db_to_gain(tf.minimum(loudness_db - rms_db(full), max_gain_db))
     peak = tf.reduce_max(tf.abs(tf.stack([context, target, full])))
     gain = tf.minimum(gain, peak_limit / (peak + _EPS))
     return context * gain, target * gain

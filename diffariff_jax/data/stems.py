@@ -32,6 +32,10 @@ class ProbedSong:
     paths: tuple[tuple[str, ...], ...]
     rates: tuple[tuple[int, ...], ...]
     num_samples: int  # at the target rate: the longest stem (shorter ones are zero-padded)
+    can_be_target: tuple[bool, ...] = ()  # per stem; () = every stem (False: context only)
+
+    def targets(self) -> tuple[bool, ...]:
+        return self.can_be_target or (True,) * len(self.paths)
 
 
 def _probe_stem(stem: Stem, sample_rate: int, full: bool, silence_db: float) -> tuple[list[int], list[int], str]:
@@ -48,7 +52,10 @@ def _probe_stem(stem: Stem, sample_rate: int, full: bool, silence_db: float) -> 
         lengths.append(int(np.ceil(info.frames * sample_rate / info.samplerate)))
     if full:
         try:
-            wav = sum(read_audio(p, sample_rate, mono=True)[0][: min(lengths)] for p in stem.paths)
+            # Tracks of one stem can differ by a sample after resampling: sum them over the shortest.
+            wavs = [read_audio(p, sample_rate, mono=True)[0] for p in stem.paths]
+            n = min(w.size for w in wavs)
+            wav = np.sum([w[:n] for w in wavs], axis=0)
         except AudioError as e:
             return [], [], str(e).split(": ", 1)[-1]
         if is_silent(wav, silence_db):
@@ -80,6 +87,9 @@ def probe_songs(songs: list[Song], sample_rate: int, min_seconds: float, skips: 
         if len(kept) < 2:
             skips.add("fewer than 2 usable stems", song.song_id, f"{len(kept)} left")
             continue
+        if not any(stem.can_be_target for stem, _, _ in kept):
+            skips.add("no usable stem can be the target", song.song_id, "the rest are groups or bleed")
+            continue
         lengths = [n for _, _, n in kept]
         if max(lengths) < min_seconds * sample_rate:
             skips.add("too short", song.song_id, f"{max(lengths) / sample_rate:.2f} s < {min_seconds:.2f} s")
@@ -89,7 +99,7 @@ def probe_songs(songs: list[Song], sample_rate: int, min_seconds: float, skips: 
                         song.song_id, (max(lengths) - min(lengths)) / sample_rate)
         out.append(ProbedSong(song.song_id, tuple(s.instrument for s, _, _ in kept),
                               tuple(s.paths for s, _, _ in kept), tuple(tuple(r) for _, r, _ in kept),
-                              max(lengths)))
+                              max(lengths), tuple(s.can_be_target for s, _, _ in kept)))
     return out
 
 
@@ -114,22 +124,54 @@ def _read_span(path: str, rate: int, offset: int, length: int, sample_rate: int)
     return np.pad(wav, (0, length - wav.size))
 
 
-def read_window(song: ProbedSong, offset: int, length: int, sample_rate: int) -> np.ndarray:
+def read_window(song: ProbedSong, offset: int, length: int, sample_rate: int,
+                skips: Skips | None = None) -> np.ndarray:
     """stems: [num_stems, length] float32, the song's stems from `offset` (samples at sample_rate).
 
-    A stem with NaN/inf in the window is zeroed with a log line naming the file (header-only probing
-    cannot see them, and one bad window must not crash a long training run).
+    A stem with NaN/inf in the window, or whose file fails to decode there (a FLAC with corrupt
+    frames passes header validation), is zeroed in this crop with a log line naming the file and
+    counted in `skips`: header-only probing cannot see either, and one bad file must not end a long run.
     """
     out = np.zeros((len(song.paths), length), np.float32)
     for k, (paths, rates) in enumerate(zip(song.paths, song.rates)):
         for path, rate in zip(paths, rates):
-            wav = _read_span(path, rate, offset, length, sample_rate)
+            try:
+                wav = _read_span(path, rate, offset, length, sample_rate)
+            except Exception as e:  # libsndfile raises LibsndfileError, RuntimeError or OSError by codec
+                reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+                (skips if skips is not None else Skips()).add(
+                    "read error in a crop (stem zeroed)", path, f"at {offset}..{offset + length}: {reason}")
+                out[k] = 0.0
+                break
             if not np.all(np.isfinite(wav)):
                 log.warning("%s: NaN/inf samples at %d..%d (at %d Hz); stem zeroed in this crop",
                             path, offset, offset + length, sample_rate)
                 continue
             out[k] += wav
     return out
+
+
+def mix_like_stems(stems: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [num_stems]: stems that are a mix of the others (correlation with their sum above threshold).
+
+    stems: [num_stems, samples]. The most correlated stem is flagged and left out, then the rest are
+    tested again, so one mix is found without flagging the stems it contains; at least two stems stay.
+    Silent stems are never flagged (their correlation is undefined).
+    """
+    x = stems.astype(np.float64)
+    flagged = np.zeros(len(x), bool)
+    energy = np.einsum("ij,ij->i", x, x)
+    while (~flagged).sum() > 2:
+        live = np.flatnonzero(~flagged & (energy > 1e-12 * x.shape[1]))
+        if live.size < 2:
+            break
+        total = x[live].sum(axis=0)
+        corr = np.array([np.dot(x[k], total - x[k]) /
+                         np.sqrt(energy[k] * max(np.dot(total - x[k], total - x[k]), 1e-30)) for k in live])
+        if corr.max() <= threshold:
+            break
+        flagged[live[int(np.argmax(corr))]] = True
+    return flagged
 
 
 def load_song(song: ProbedSong, sample_rate: int) -> np.ndarray:

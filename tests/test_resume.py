@@ -66,3 +66,23 @@ def test_sigterm_restart_and_corrupt_newest_checkpoint_reproduce_losses(tmp_path
     assert sorted(reference) == sorted(restarted) == list(range(1, STEPS + 1))
     np.testing.assert_allclose([restarted[s] for s in range(1, STEPS + 1)],
                                [reference[s] for s in range(1, STEPS + 1)], rtol=1e-5)
+
+
+def test_sigterm_after_the_log_reader_died_still_saves_and_exits_75(tmp_path, tmp_path_factory):
+    """`train ... 2>&1 | tee log` over ssh: a preemption or a dropped session kills `tee` first. The run must
+    then still save on SIGTERM and exit 75, not die of BrokenPipeError with no checkpoint written."""
+    records = write_tiny_latents(tmp_path / "latents")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               **cache_env(str(tmp_path_factory.getbasetemp() / "xla_cache_resume")))
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_command(cut, records, 10_000), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 3 train"):
+            break
+    proc.stdout.close()  # the reader is gone: every later write of the run hits a closed pipe
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 75
+    saved = sorted(int(p.name) for p in (cut / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and saved[-1] >= 3
+    assert max(_losses(cut)) == saved[-1]  # metrics.jsonl still got every step up to the saved one

@@ -106,6 +106,13 @@ def init_state(task, config: ml_collections.ConfigDict, shardings: Any) -> Any:
     return create(jax.random.PRNGKey(int(config.train.seed)))
 
 
+def make_train_step(task, state_shardings, mesh) -> Callable:
+    """jit: (state, batch) -> (state, metrics), sharded and donating the state (also compiled ahead by aot.py)."""
+    return jax.jit(functools.partial(state_lib.train_step, task),
+                   in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
+                   out_shardings=(state_shardings, None), donate_argnums=0)
+
+
 def make_eval_fn(task, state_shardings, mesh) -> Callable:
     """jit: (state, batch, key) -> (loss with raw params, loss with EMA params)."""
 
@@ -170,9 +177,7 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
         state = init_state(task, config, shardings)
     last_good = start_step if restored is not None else None
 
-    step_fn = jax.jit(functools.partial(state_lib.train_step, task),
-                      in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                      out_shardings=(shardings, None), donate_argnums=0)
+    step_fn = make_train_step(task, shardings, mesh)
     eval_fn = make_eval_fn(task, shardings, mesh)
     num_steps = int(train_cfg.num_steps)
     writer = MetricWriter(workdir, tensorboard=bool(train_cfg.tensorboard),
@@ -191,12 +196,13 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
         if window_start is not None:
             window_start = (window_start[0], window_start[1] + time.perf_counter() - since)
 
-    def flush(step: int) -> None:
-        """Fetches the pending per-step metrics; stops on NaN/inf; logs their mean at `step`."""
+    def collect(step: int) -> dict[str, float] | None:
+        """Fetches the pending per-step metrics; stops on NaN/inf; returns their mean at `step` (None if none)."""
         nonlocal history, window_start, last_metrics
         if not history:
-            return
+            return None
         fetched = jax.device_get(history)
+        history = []
         bad = _first_non_finite(fetched, step - len(fetched) + 1)
         if bad is not None:
             where = f"step {last_good} in {manager.directory}" if last_good is not None else "none saved yet"
@@ -210,8 +216,12 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
                 metrics["mfu"] = flops * global_batch / seconds / peak
         window_start = (step, now)
         last_metrics = metrics
-        writer.write(step, metrics, "train")
-        history = []
+        return metrics
+
+    def flush(step: int) -> None:
+        metrics = collect(step)
+        if metrics is not None:
+            writer.write(step, metrics, "train")
 
     try:
         for step in range(start_step + 1, num_steps + 1):
@@ -238,12 +248,14 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
                 exclude_from_timing(since)
             stop = preemption.reached(step)
             if stop or step == num_steps or manager.should_save(step):
-                flush(step)  # never checkpoint a NaN state
+                pending = collect(step)  # never checkpoint a NaN state
                 since = time.perf_counter()
                 ckpt.save(manager, step, state, config, {"step": step, "seed": int(train_cfg.seed)},
                           val_loss=val_loss, force=True)
                 last_good = step
                 exclude_from_timing(since)
+                if pending is not None:  # logged after the save: a preemption stop saves first
+                    writer.write(step, pending, "train")
             if stop:
                 writer.message(f"preempted: saved step {step} in {manager.directory}; exiting")
                 preempted = True

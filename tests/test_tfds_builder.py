@@ -58,7 +58,7 @@ def test_generic_build_splits_and_audio(catalogue, tmp_path):
     np.testing.assert_allclose(audio[0], sine(0.2, SR, 103), atol=1e-6)
     np.testing.assert_allclose(audio[1, : int(0.1 * SR)], sine(0.1, SR, 303), atol=1e-6)
     np.testing.assert_array_equal(audio[1, int(0.1 * SR):], 0.0)
-    flute = examples["song0"]["audio"][2]
+    flute = examples["generic/song0"]["audio"][2]
     reference = soxr.resample(sine(0.2, 16000, 700), 16000, SR, quality="HQ")
     np.testing.assert_allclose(flute[50:-50], reference[50:-50], atol=1e-4)
 

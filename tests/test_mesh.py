@@ -72,3 +72,50 @@ def test_per_host_batch_size_checks_divisibility():
     assert mesh_lib.per_host_batch_size(4 * n, mesh) == 4 * n
     with pytest.raises(mesh_lib.MeshError, match="not a positive multiple"):
         mesh_lib.per_host_batch_size(0, mesh)
+
+
+def _slurm_env(tasks_per_node, nodes=4, gpus=8, procid=5):
+    """The variables srun sets in one task of `-N nodes --gpus-per-node gpus --ntasks-per-node tasks_per_node`."""
+    ntasks = nodes * tasks_per_node
+    return {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_NTASKS": str(ntasks), "SLURM_PROCID": str(procid),
+            "SLURM_LOCALID": str(procid % tasks_per_node), "SLURM_STEP_NODELIST": "gpu[01-04]",
+            "SLURM_STEP_NUM_NODES": str(nodes), "SLURM_STEP_TASKS_PER_NODE": f"{tasks_per_node}(x{nodes})",
+            "SLURM_GPUS_ON_NODE": str(gpus),
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(gpus))) if tasks_per_node == 1 else str(procid % gpus)}
+
+
+def _resolved_by_jax(kwargs):
+    """(coordinator, count, id, local_device_ids) as jax.distributed.initialize resolves `kwargs` (its own
+    cluster detection unless switched off; local_device_ids None = every local device visible)."""
+    from jax._src.clusters import ClusterEnv
+
+    args = (kwargs["coordinator_address"], kwargs["num_processes"], kwargs["process_id"],
+            kwargs.get("local_device_ids"))
+    if kwargs.get("cluster_detection_method") == "deactivate" or None not in args:
+        return args
+    return ClusterEnv.auto_detect_unset_distributed_params(*args, kwargs.get("cluster_detection_method"), 300)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_slurm_one_task_per_node_sees_all_its_gpus(monkeypatch, explicit):
+    for name, value in _slurm_env(tasks_per_node=1).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JAX_LOCAL_DEVICE_IDS", raising=False)
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    captured = {}
+    monkeypatch.setattr(mesh_lib.jax.distributed, "initialize", lambda **kw: captured.update(kw))
+    args = ("gpu01:12355", 4, 1) if explicit else (None, None, None)  # gpu_train.sh passes all three
+    assert mesh_lib.maybe_initialize_distributed(*args)
+    coordinator, count, pid, local_ids = _resolved_by_jax(captured)
+    assert local_ids in (None, list(range(8)))  # was [0]: one GPU per node
+    assert (count, pid) == ((4, 1) if explicit else (4, 5))
+    assert coordinator == "gpu01:12355" if explicit else coordinator.startswith("gpu01:")  # first host
+
+
+def test_slurm_one_task_per_gpu_keeps_one_gpu_per_task(monkeypatch):
+    for name, value in _slurm_env(tasks_per_node=8, procid=13).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JAX_LOCAL_DEVICE_IDS", raising=False)
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    kwargs = mesh_lib.distributed_kwargs()
+    assert _resolved_by_jax(kwargs)[1:] == (32, 13, [5])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -98,13 +98,64 @@ def per_host_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     return global_batch_size // jax.process_count()
 
 
-def _multihost_env() -> bool:
+def _multihost_env(environ: Mapping[str, str]) -> bool:
     """True when the environment describes a multi-process job JAX can join (SLURM, TPU pod, explicit)."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("DIFFARIFF_DISTRIBUTED") == "1":
+    if environ.get("JAX_COORDINATOR_ADDRESS") or environ.get("DIFFARIFF_DISTRIBUTED") == "1":
         return True
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
+    if int(environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in environ:
         return True
-    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return "," in environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def _slurm_tasks_per_node(environ: Mapping[str, str]) -> int | None:
+    """Tasks per node of the current SLURM step ("8", "8(x4)"), or None outside a step."""
+    text = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE") or ""
+    if text.split("(")[0].isdigit():
+        return int(text.split("(")[0])
+    nodes = environ.get("SLURM_STEP_NUM_NODES") or environ.get("SLURM_NNODES")
+    if nodes and environ.get("SLURM_NTASKS"):
+        return int(environ["SLURM_NTASKS"]) // max(int(nodes), 1)
+    return None
+
+
+def _node_gpu_count(environ: Mapping[str, str]) -> int | None:
+    if environ.get("SLURM_GPUS_ON_NODE", "").isdigit():
+        return int(environ["SLURM_GPUS_ON_NODE"])
+    visible = [d for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return len(visible) or None
+
+
+def distributed_kwargs(coordinator_address: str | None = None, num_processes: int | None = None,
+                       process_id: int | None = None, environ: Mapping[str, str] = os.environ) -> dict | None:
+    """The arguments for jax.distributed.initialize, or None for a single-process run.
+
+    One process per node owns all its GPUs (launch/gpu_train.sh), or one task per GPU when SLURM starts
+    several tasks per node. JAX's SLURM detection alone would restrict every process to the GPU numbered
+    SLURM_LOCALID, even when it was given the coordinator, count and id explicitly, so a `-N 4
+    --gpus-per-node 8` job with one task per node trained on 4 GPUs:
+      - all of coordinator, count and id given: detection is switched off, every local GPU stays visible;
+      - SLURM detection with one task per node: local_device_ids = all the node's GPUs;
+      - SLURM detection with several tasks per node: JAX's one-GPU-per-task default (SLURM_LOCALID).
+    """
+    coordinator_address = coordinator_address or environ.get("JAX_COORDINATOR_ADDRESS") or None
+    if num_processes is None and environ.get("JAX_NUM_PROCESSES"):
+        num_processes = int(environ["JAX_NUM_PROCESSES"])
+    if process_id is None and environ.get("JAX_PROCESS_ID"):
+        process_id = int(environ["JAX_PROCESS_ID"])
+    if coordinator_address is None and not _multihost_env(environ):
+        return None
+    kwargs: dict[str, Any] = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                                  process_id=process_id)
+    if None not in (coordinator_address, num_processes, process_id):
+        kwargs["cluster_detection_method"] = "deactivate"
+    elif "SLURM_LOCALID" in environ and _slurm_tasks_per_node(environ) == 1 and not environ.get("JAX_LOCAL_DEVICE_IDS"):
+        gpus = _node_gpu_count(environ)
+        if gpus:
+            kwargs["local_device_ids"] = list(range(gpus))
+        else:
+            logging.warning("one SLURM task per node but its GPU count is unknown (no SLURM_GPUS_ON_NODE or "
+                            "CUDA_VISIBLE_DEVICES): JAX will use one GPU per task")
+    return kwargs
 
 
 def maybe_initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -113,19 +164,14 @@ def maybe_initialize_distributed(coordinator_address: str | None = None, num_pro
 
     Explicit arguments win; otherwise JAX_COORDINATOR_ADDRESS (+ JAX_NUM_PROCESSES, JAX_PROCESS_ID), a
     multi-task SLURM step, a multi-worker TPU slice or DIFFARIFF_DISTRIBUTED=1 (set by launch/tpu_train.sh)
-    trigger JAX's own cluster detection. Must run before
-    anything touches a JAX backend. CPU runs use gloo collectives.
+    trigger JAX's own cluster detection (see `distributed_kwargs` for which GPUs each process gets). Must
+    run before anything touches a JAX backend. CPU runs use gloo collectives.
     """
-    coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
-    if num_processes is None and os.environ.get("JAX_NUM_PROCESSES"):
-        num_processes = int(os.environ["JAX_NUM_PROCESSES"])
-    if process_id is None and os.environ.get("JAX_PROCESS_ID"):
-        process_id = int(os.environ["JAX_PROCESS_ID"])
-    if coordinator_address is None and not _multihost_env():
+    kwargs = distributed_kwargs(coordinator_address, num_processes, process_id)
+    if kwargs is None:
         return False
     if "cpu" in os.environ.get("JAX_PLATFORMS", "").split(","):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(**kwargs)
     logging.info("joined a %d-process job as process %d", jax.process_count(), jax.process_index())
     return True

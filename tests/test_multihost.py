@@ -72,3 +72,46 @@ def test_two_processes_train_together_and_agree(tmp_path, tmp_path_factory):
     assert (tmp_path / "run" / "checkpoints" / "3").is_dir()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 3 and np.all(np.isfinite(losses))
+
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from diffariff_jax.training import mesh as mesh_lib
+
+    coordinator, process_id = sys.argv[1], int(sys.argv[2])
+    assert mesh_lib.maybe_initialize_distributed(coordinator, 2, process_id)
+    import jax, numpy as np
+    from diffariff_jax.training import checkpoint as ckpt
+
+    out = {"process": jax.process_index()}
+    for name in sys.argv[3:]:  # a training workdir, then a release dir
+        config, params = ckpt.load_for_inference(name, kind="ldm")
+        kernel = params["dense"]["kernel"]
+        out[name] = {"sum": float(np.asarray(kernel).sum()),
+                     "local": all(d.process_index == jax.process_index() for d in kernel.devices())}
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_every_process_loads_a_checkpoint_for_inference(tmp_path):
+    """Multi-host precompute and in-training sampling call load_for_inference on every process; each must get
+    the params on a device of its own (jax.devices()[0] is process 0's, not addressable on process 1)."""
+    from test_checkpoint import _config, _save_steps
+
+    from diffariff_jax.training import checkpoint as ckpt
+
+    config = _config()
+    _save_steps(tmp_path / "run", config, [3]).close()
+    ckpt.save_release(tmp_path / "release", config, {"dense": {"kernel": np.ones((3, 4), np.float32)}})
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, coordinator, str(i), str(tmp_path / "run"),
+                               str(tmp_path / "release")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, err[-3000:]
+        result = json.loads(lines[-1][len("RESULT "):])
+        assert result[str(tmp_path / "run")] == {"sum": 13.0 * 12, "local": True}  # EMA of step 3: 1*10+3
+        assert result[str(tmp_path / "release")] == {"sum": 12.0, "local": True}

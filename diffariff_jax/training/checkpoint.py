@@ -183,7 +183,8 @@ def _restore_params(directory: epath.Path, subtree: str | None) -> Any:
         metadata = checkpointer.metadata(directory).item_metadata.tree
         if subtree is not None:
             metadata = {subtree: metadata[subtree]}
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        # this process's own device: jax.devices()[0] belongs to process 0 and is not addressable elsewhere
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
         restored = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
             item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),

@@ -1,21 +1,29 @@
 """Precompute the LDM's training data: stem mixes -> frozen CAE latents + CLAP of the target -> records.
 
     python -m diffariff_jax.precompute --cae runs/cae --clap runs/clap --data data/demo --out data/latents \
-        [--layout demo] [--split train] [--mixes-per-song 8] [--clap-segments 4] [--clap-seconds 5] \
-        [--segment-frames 144] [--songs-per-shard 16] [--encode-batch 32] [--seed 0]
+        [--layout demo] [--split train] [--mixes-per-song 8] [--mixes-per-minute 0] [--clap-segments 4] \
+        [--clap-seconds 5] [--segment-frames 144] [--songs-per-shard 16] [--encode-batch 32] [--seed 0]
 
 The songs of a split are cut into shards of `songs_per_shard` songs in song-id order; shard i belongs to
 host i mod process_count. For each shard the stem-mixing pipeline (data/pipeline.py) visits every song
-`mixes_per_song` times (a random segment, a non-silent target stem, a random context mix), the frozen CAE
-encodes target and context (one jitted call, batch sharded over the local devices), and CLAP embeds
-`clap_segments` random sub-segments of the target (the loudest of a few tries each, so rests are avoided).
+`mixes_per_song` times, or `mixes_per_minute` times per minute of audio when that is more (a random
+segment, a non-silent target stem, a random context mix), the frozen CAE encodes target and context (one
+jitted call, batch sharded over the local devices), and CLAP embeds `clap_segments` random sub-segments
+of the target (the loudest of a few tries each, so rests are avoided).
 A shard is written to a temporary name and renamed when complete: re-running skips finished shards, and
-refuses (one line) when a setting or the CAE/CLAP weights (sha256 fingerprints in latents.json) changed.
+refuses (one line naming what changed) when any setting that changes a record, the song list (adding
+songs shifts song-to-shard ranges) or the CAE/CLAP weights (sha256 fingerprints) differ from latents.json.
 Segments are a whole number of latent frames long, so records hold exactly `segment_frames` frames.
 
+Hosts never join JAX's distributed runtime: each encodes on its own devices, so one that finishes early
+exits at once instead of aborting at the runtime's exit barrier. The host split comes from
+--process-index/--process-count, else JAX_PROCESS_ID/JAX_NUM_PROCESSES, SLURM_PROCID/SLURM_NTASKS or
+TPU_WORKER_ID/TPU_WORKER_HOSTNAMES.
+
 Bad input (unreadable, empty, NaN, silent or too-short stems, songs left with < 2 stems) is skipped by the
-scan/probe with one log line each and counted in the summary; targets silent in their segment are skipped
-and counted too. A missing --cae/--clap/--data path fails at once with a one-line error.
+scan/probe with one log line each and counted in the summary; a target silent in its segment before any
+gain, and stems that fail to decode in a segment, are skipped and counted too. A missing --cae/--clap/--data
+path, or an --out that is not a local path (ArrayRecord writes local files only), fails in one line.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -33,7 +42,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from diffariff_jax.audio.io import is_silent, resample
+from diffariff_jax import paths
+from diffariff_jax.audio.io import resample
 from diffariff_jax.data import latents
 
 log = logging.getLogger(__name__)
@@ -41,8 +51,11 @@ log = logging.getLogger(__name__)
 EncodeFn = Callable[[np.ndarray], Any]  # wav [B, samples] -> latents [B, frames, latent_dim] (numpy or jax)
 EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
-             "split", "layout", "mixes_per_song", "seed", "cae", "clap",
-             "cae_weights", "clap_weights")  # must match to resume into a directory
+             "split", "layout", "mixes_per_song", "seed", "cae", "clap", "cae_weights", "clap_weights",
+             "settings", "songs")  # must match to resume into a directory
+# Settings that cannot change a record (only how fast it is made) are left out of the resume check.
+NOT_IN_RECORDS = ("encode_batch",)
+DATA_KEYS_NOT_IN_RECORDS = ("root", "num_parallel_calls", "prefetch")
 
 
 def precompute_config() -> ml_collections.ConfigDict:
@@ -52,6 +65,9 @@ def precompute_config() -> ml_collections.ConfigDict:
         "split": "train",
         "split_fractions": (0.9, 0.05, 0.05),
         "mixes_per_song": 8,       # K: pipeline visits per song (random segment, target and context each time)
+        "mixes_per_minute": 0.0,   # > 0: a song gets max(mixes_per_song, ceil(minutes * this)) visits
+        "group_targets": False,    # MUSDB drums/other/vocals and MoisesDB other may be targets
+        "bleed_targets": False,    # stems flagged as bleeding (MoisesDB, MedleyDB) may be targets
         "segment_frames": 144,     # latent frames per record (144 * 4096 / 48 kHz = 12.3 s): room for 10 s crops
         "clap_segments": 4,        # CLAP embeddings per example, of random target sub-segments
         "clap_seconds": 5.0,       # length of a CLAP sub-segment
@@ -72,6 +88,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                 if cfg[k] < 1]
     if cfg.clap_seconds <= 0:
         problems.append(f"clap_seconds must be > 0, got {cfg.clap_seconds}")
+    if cfg.mixes_per_minute < 0:
+        problems.append(f"mixes_per_minute must be >= 0, got {cfg.mixes_per_minute}")
     if cfg.latent_dtype not in ("float16", "float32"):
         problems.append(f"latent_dtype must be float16 or float32, got {cfg.latent_dtype!r}")
     if cfg.validate not in ("header", "full"):
@@ -102,8 +120,11 @@ def clap_windows(target: np.ndarray, count: int, length: int, tries: int, rng: n
 def encode_batch(batch: dict[str, np.ndarray], encode: EncodeFn, embed_audio: EmbedFn,
                  cfg: ml_collections.ConfigDict, sample_rate: int, clap_rate: int, rng: np.random.Generator,
                  counts: Counter) -> list[latents.LatentExample]:
-    """One pipeline batch (context, target: [B, L]; song_id, instrument, offset: [B]) -> records."""
-    keep = [i for i in range(len(batch["target"])) if not is_silent(batch["target"][i], cfg.silence_db)]
+    """One pipeline batch (context, target: [B, L]; song_id, instrument, offset, target_db: [B]) -> records.
+
+    A target whose stem was below silence_db in its segment before any gain is dropped and counted.
+    """
+    keep = [i for i in range(len(batch["target"])) if batch["target_db"][i] >= cfg.silence_db]
     counts["target silent in its segment"] += len(batch["target"]) - len(keep)
     if not keep:
         return []
@@ -133,15 +154,75 @@ def _str(x) -> str:
 
 def shard_examples(songs: list, data_cfg: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict,
                    shard_index: int, encode: EncodeFn, embed_audio: EmbedFn, clap_rate: int,
-                   counts: Counter) -> Iterator[latents.LatentExample]:
-    """All records of one shard: one pipeline epoch over its songs (each visited mixes_per_song times)."""
-    from diffariff_jax.data import pipeline
+                   counts: Counter, progress: Callable[[int], None] = lambda n: None,
+                   ) -> Iterator[latents.LatentExample]:
+    """All records of one shard: one pipeline epoch over its songs (each visited mixes_per_song+ times).
+
+    counts: skip reasons (silent targets, stems that failed to decode); progress(n): called per batch.
+    """
+    from diffariff_jax.data import layouts, pipeline
 
     seed = cfg.seed * 1_000_003 + shard_index  # a shard's content depends on (seed, shard) only, not on hosts
     rng = np.random.default_rng([cfg.seed, shard_index])
-    ds = pipeline.stem_pair_dataset(data_cfg, cfg.encode_batch, seed=seed, songs=songs, num_epochs=1)
+    read_errors = layouts.Skips()
+    ds = pipeline.stem_pair_dataset(data_cfg, cfg.encode_batch, seed=seed, songs=songs, num_epochs=1,
+                                    skips=read_errors)
     for batch in ds.as_numpy_iterator():
         yield from encode_batch(batch, encode, embed_audio, cfg, data_cfg.sample_rate, clap_rate, rng, counts)
+        progress(len(batch["target"]))
+    counts.update(read_errors)
+
+
+def songs_fingerprint(songs: list) -> str:
+    """16 hex digits over every song's id, stems, instruments, target flags and file names (not folders)."""
+    listing = [[s.song_id, [[st.instrument, st.can_be_target, [Path(p).name for p in st.paths]] for st in s.stems]]
+               for s in songs]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+
+
+def _data_config(cfg: ml_collections.ConfigDict, data_dir, sample_rate: int, hop_samples: int):
+    from diffariff_jax.data import pipeline
+
+    data_cfg = pipeline.default_data_config()
+    data_cfg.update({"root": str(data_dir), "layout": cfg.layout, "split": cfg.split,
+                     "split_fractions": tuple(cfg.split_fractions), "sample_rate": sample_rate,
+                     "crop_seconds": cfg.segment_frames * hop_samples / sample_rate,
+                     "examples_per_song": cfg.mixes_per_song, "examples_per_minute": cfg.mixes_per_minute,
+                     "group_targets": cfg.group_targets, "bleed_targets": cfg.bleed_targets,
+                     "validate": cfg.validate, "silence_db": cfg.silence_db})
+    return data_cfg
+
+
+def record_settings(cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict) -> dict:
+    """Every precompute and stem-mixing setting that changes a record (JSON-ready, compared on resume)."""
+    out = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_RECORDS}
+    out.update({f"data.{k}": v for k, v in data_cfg.to_dict().items() if k not in DATA_KEYS_NOT_IN_RECORDS})
+    return json.loads(json.dumps(out))  # tuples -> lists, as they come back from latents.json
+
+
+class Progress:
+    """One log line per ~10 s: examples so far, examples/s and an ETA over this host's shards."""
+
+    def __init__(self, shards: int, every_s: float = 10.0):
+        self.shards, self.every_s = max(shards, 1), every_s
+        self.started = self.expected = self.done = 0
+        self.t0, self.last = time.time(), 0.0
+
+    def shard(self, examples: int) -> None:
+        """A shard starts with `examples` pipeline visits (the others are estimated from the mean so far)."""
+        self.started += 1
+        self.expected += examples
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.time()
+        total = self.expected / max(self.started, 1) * self.shards
+        if now - self.last >= self.every_s or self.done >= total:
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = max(total - self.done, 0) / max(rate, 1e-9)
+            log.info("precompute: %d/~%d examples, %.2f examples/s, ETA %dm%02ds", self.done, total, rate,
+                     int(eta // 60), int(eta % 60))
+            self.last = now
 
 
 def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio: EmbedFn,
@@ -159,46 +240,53 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
                          f"({cfg.segment_frames * hop_samples / sample_rate:.2f} s)")
     t0 = time.time()
     skips = layouts.Skips()
-    songs = layouts.songs_in_split(layouts.scan(data_dir, cfg.layout, skips), cfg.split, tuple(cfg.split_fractions))
+    scanned = layouts.scan(data_dir, cfg.layout, skips, group_targets=cfg.group_targets,
+                           bleed_targets=cfg.bleed_targets)
+    songs = layouts.songs_in_split(scanned, cfg.split, tuple(cfg.split_fractions))
     if not songs:
         raise ValueError(f"{data_dir}: no songs in split {cfg.split!r}")
     shards = plan_shards(len(songs), cfg.songs_per_shard)
     out_dir = Path(out_dir)
+    data_cfg = _data_config(cfg, data_dir, sample_rate, hop_samples)
     info = {"frames": cfg.segment_frames, "latent_dim": latent_dim, "clap_dim": clap_dim, "sample_rate": sample_rate,
             "hop_samples": hop_samples, "clap_segments": cfg.clap_segments, "clap_seconds": cfg.clap_seconds,
             "num_shards": len(shards), "split": cfg.split, "layout": cfg.layout, "latent_dtype": cfg.latent_dtype,
-            "mixes_per_song": cfg.mixes_per_song, "seed": cfg.seed, "data": str(data_dir), **(names or {})}
+            "mixes_per_song": cfg.mixes_per_song, "seed": cfg.seed, "data": str(data_dir),
+            "settings": record_settings(cfg, data_cfg), "songs": songs_fingerprint(songs),
+            "num_songs": len(songs), **(names or {})}
     if (out_dir / latents.INFO_FILE).is_file():
         old = latents.read_info(out_dir)
-        diff = [k for k in INFO_KEYS if old.get(k) != info.get(k)]
+        diff = [k for k in INFO_KEYS if k not in ("settings", "songs") and old.get(k) != info.get(k)]
+        diff += sorted(k for k in set(old.get("settings") or {}) | set(info["settings"])
+                       if (old.get("settings") or {}).get(k, "<unset>") != info["settings"].get(k))
+        if old.get("songs") != info["songs"]:
+            diff.append(f"the song list ({old.get('num_songs', '?')} songs then, {len(songs)} now)")
         if diff:
             raise ValueError(f"{out_dir}: holds latents made with other settings ({', '.join(diff)}); "
                              "use a new --out directory")
     elif process_index == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         latents.write_info(out_dir, info)
-    data_cfg = pipeline.default_data_config()
-    data_cfg.update({"root": str(data_dir), "layout": cfg.layout, "split": cfg.split,
-                     "sample_rate": sample_rate, "crop_seconds": cfg.segment_frames * hop_samples / sample_rate,
-                     "examples_per_song": cfg.mixes_per_song, "validate": cfg.validate,
-                     "silence_db": cfg.silence_db})
     counts: Counter = Counter()
-    written = done = examples = 0
-    for i in range(process_index, len(shards), process_count):
+    written = examples = 0
+    mine = [i for i in range(process_index, len(shards), process_count)
+            if not latents.shard_path(out_dir, i, len(shards)).is_file()]
+    done = len(range(process_index, len(shards), process_count)) - len(mine)
+    progress = Progress(len(mine))
+    for i in mine:
         final = latents.shard_path(out_dir, i, len(shards))
-        if final.is_file():
-            done += 1
-            continue
         for stale in out_dir.glob(f"{final.name}.tmp-*"):  # left by a killed run; this host owns shard i
             log.info("removing unfinished %s", stale)
             stale.unlink()
         probed = probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
                              full=cfg.validate == "full", silence_db=cfg.silence_db)
-        gen = shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts) if probed else iter(())
+        progress.shard(int(pipeline.examples_per_song(probed, data_cfg).sum()) if probed else 0)
+        gen = (shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts, progress)
+               if probed else iter(()))
         n = latents.write_shard(out_dir, i, len(shards), gen, cfg.latent_dtype)
         examples += n
         written += 1
-        log.info("shard %d/%d: %d songs -> %d examples (%.1f examples/s so far)", i + 1, len(shards), len(probed),
+        log.info("shard %d/%d: %d songs -> %d examples (%.2f examples/s so far)", i + 1, len(shards), len(probed),
                  n, examples / (time.time() - t0))
     skipped = dict(skips)
     skipped.update(counts)
@@ -246,20 +334,60 @@ def weights_fingerprint(arrays: Iterator[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+HELP = {
+    "layout": "folder layout of --data: generic | musdb18hq | slakh2100 | moisesdb | medleydb | demo",
+    "split": "which split of the songs to encode: train | validation | test",
+    "mixes_per_song": "pipeline visits per song (each a random segment, target and context); the minimum "
+                      "when --mixes-per-minute is set",
+    "mixes_per_minute": "visits per minute of audio, so long songs get more (0 = mixes-per-song for every song)",
+    "group_targets": "let group stems (MUSDB drums/other/vocals, MoisesDB other) be targets (1/0)",
+    "bleed_targets": "let stems flagged as bleeding (MoisesDB, MedleyDB) be targets (1/0)",
+    "segment_frames": "latent frames per record (4096 samples each)",
+    "clap_segments": "CLAP embeddings per record, of random target sub-segments",
+    "clap_seconds": "length of one CLAP sub-segment in seconds",
+    "clap_tries": "random offsets tried per CLAP sub-segment; the loudest is kept",
+    "songs_per_shard": "songs per output shard (the unit of resume and of the host split)",
+    "encode_batch": "(target, context) pairs per CAE call",
+    "seed": "random seed of segments, targets, mixes and CLAP offsets",
+    "latent_dtype": "dtype of stored latents: float16 | float32",
+    "validate": "header (fast) or full (decode every stem once: NaN and silent stems are caught up front)",
+    "silence_db": "RMS level (dBFS) below which a stem is silent, checked before any gain",
+}
+
+
+def host_split(index: int | None, count: int | None, env: dict | None = None) -> tuple[int, int]:
+    """(process_index, process_count): the flags, else the launcher's environment, else (0, 1)."""
+    env = os.environ if env is None else env
+    if index is not None or count is not None:
+        return (0 if index is None else index), (1 if count is None else count)
+    for idx, cnt in (("JAX_PROCESS_ID", "JAX_NUM_PROCESSES"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if env.get(idx) and env.get(cnt):
+            return int(env[idx]), int(env[cnt])
+    if env.get("TPU_WORKER_ID") and env.get("TPU_WORKER_HOSTNAMES"):
+        return int(env["TPU_WORKER_ID"]), len(env["TPU_WORKER_HOSTNAMES"].split(","))
+    return 0, 1
+
+
+def _flag_type(value):
+    return (lambda text: bool(int(text))) if isinstance(value, bool) else type(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = precompute_config()
     p = argparse.ArgumentParser(prog="python -m diffariff_jax.precompute", description=__doc__.split("\n")[0])
-    p.add_argument("--cae", required=True, help="CAE training workdir or release dir")
+    p.add_argument("--cae", required=True, help="CAE training workdir or release dir (local or gs://)")
     p.add_argument("--clap", required=True, help="CLAP hub name or save_pretrained directory")
-    p.add_argument("--data", required=True, help="multitrack dataset folder")
-    p.add_argument("--out", required=True, help="latents directory (shards + latents.json)")
+    p.add_argument("--data", required=True, help="multitrack dataset folder (local)")
+    p.add_argument("--out", required=True, help="latents directory (shards + latents.json; local)")
     for key, value in cfg.items():
         if key != "split_fractions":
-            p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+            p.add_argument(f"--{key.replace('_', '-')}", type=_flag_type(value), default=value,
+                           help=f"{HELP[key]} (default {value})")
     p.add_argument("--clap-device", default="cpu", help="torch device for CLAP (cpu, cuda)")
-    p.add_argument("--process-index", type=int, help="this host (default: jax.process_index() after "
-                   "joining a multi-host job, if the environment describes one)")
-    p.add_argument("--process-count", type=int, help="hosts (default: jax.process_count())")
+    p.add_argument("--process-index", type=int, help="this host (default: from JAX_PROCESS_ID, SLURM_PROCID or "
+                   "TPU_WORKER_ID; hosts never join a distributed runtime)")
+    p.add_argument("--process-count", type=int, help="hosts (default: from JAX_NUM_PROCESSES, SLURM_NTASKS or "
+                   "TPU_WORKER_HOSTNAMES)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for key in cfg:
@@ -267,35 +395,36 @@ def main(argv: list[str] | None = None) -> int:
             cfg[key] = getattr(args, key)
     from diffariff_jax.autoencoder import Autoencoder
     from diffariff_jax.clap import ClapEmbedder
-    from diffariff_jax.training.mesh import maybe_initialize_distributed
 
-    if args.process_index is None and args.process_count is None:
-        maybe_initialize_distributed()  # TPU pod / SLURM / JAX_COORDINATOR_ADDRESS: hosts split the shards
     try:
-        if not Path(args.data).is_dir():
-            raise FileNotFoundError(f"{args.data}: dataset folder not found")
-        ae = Autoencoder.load(args.cae)
-        clap = ClapEmbedder.from_pretrained(args.clap, device=args.clap_device)
+        index, count = host_split(args.process_index, args.process_count)
+        data = paths.local(args.data, "--data")
+        out = paths.local(args.out, "--out")
+        cae = paths.resolve(args.cae, "--cae")
+        clap_name = args.clap if not args.clap.startswith((".", "/", "~")) and not os.path.isdir(args.clap) \
+            else str(paths.local(args.clap, "--clap"))
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: dataset folder not found")
+        ae = Autoencoder.load(str(cae))
+        clap = ClapEmbedder.from_pretrained(clap_name, device=args.clap_device)
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")  # the accelerators belong to JAX
-        summary = run(args.data, args.out, sharded_encoder(ae), clap.embed_audio, cfg,
+        summary = run(data, out, sharded_encoder(ae), clap.embed_audio, cfg,
                       sample_rate=ae.sample_rate, hop_samples=ae.hop_samples, latent_dim=ae.latent_dim,
-                      clap_dim=clap.dim, clap_rate=clap.sample_rate,
-                      process_index=jax.process_index() if args.process_index is None else args.process_index,
-                      process_count=jax.process_count() if args.process_count is None else args.process_count,
-                      names={"cae": str(args.cae), "clap": clap.name,
+                      clap_dim=clap.dim, clap_rate=clap.sample_rate, process_index=index, process_count=count,
+                      names={"cae": str(cae), "clap": clap.name,
                              "cae_weights": weights_fingerprint(jax.tree.leaves(ae.params)),
                              "clap_weights": weights_fingerprint(t.detach().float().cpu().numpy()
                                                                  for t in clap.model.state_dict().values())})
-    except (FileNotFoundError, ValueError) as e:  # AudioError, CheckpointError, ClapLoadError are ValueErrors
+    except (FileNotFoundError, ValueError) as e:  # AudioError, CheckpointError, ClapLoadError, PathError
         log.error("%s", str(e).splitlines()[0])
         return 1
     print(json.dumps(summary))
     if summary["shards_written"] and not summary["examples_written"]:  # the LDM could not train on this
         skipped = ", ".join(f"{k}: {v}" for k, v in summary["skipped"].items() if v) or "nothing"
         log.error("%s: no examples written, every song was skipped (%s); fix --data, then use a new --out",
-                  args.out, skipped)
+                  out, skipped)
         return 1
     return 0
 

@@ -135,3 +135,41 @@ def test_bad_settings_fail_in_one_line(data, tmp_path):
     with pytest.raises(ValueError, match="process_index 2 not in"):
         _run(data, tmp_path, _cfg(), process_index=2, process_count=2)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_resume_refuses_any_setting_or_song_list_that_changes_records(data, tmp_path):
+    import shutil
+
+    _run(data, tmp_path / "a", _cfg())
+    for change, named in [({"clap_seconds": 0.2}, "clap_seconds"), ({"silence_db": -40.0}, "silence_db"),
+                          ({"split": "validation", "split_fractions": (0.0, 1.0, 0.0)}, "split"),
+                          ({"mixes_per_minute": 30.0}, "mixes_per_minute"), ({"clap_tries": 2}, "clap_tries")]:
+        with pytest.raises(ValueError, match=f"other settings .*{named}"):
+            _run(data, tmp_path / "a", _cfg(**change))
+    # another dataset, or songs added to this one (song-to-shard ranges would shift)
+    more = tmp_path / "more"
+    shutil.copytree(data, more)
+    shutil.copytree(data / "00004_synth", more / "00005_synth")
+    meta = json.loads((more / "00005_synth" / "metadata.json").read_text())
+    (more / "00005_synth" / "metadata.json").write_text(json.dumps({**meta, "song_id": "00005_synth"}))
+    with pytest.raises(ValueError, match=r"the song list \(5 songs then, 6 now\)"):
+        _run(more, tmp_path / "a", _cfg())
+    # the same songs in another folder are the same records: resuming is fine
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    assert _run(moved, tmp_path / "a", _cfg())["shards_already_done"] == 3
+    # the encode batch only changes speed
+    assert _run(data, tmp_path / "a", _cfg(encode_batch=3))["shards_already_done"] == 3
+
+
+def test_mixes_per_minute_and_silence_checked_before_gain(tmp_path):
+    data = make_tree(tmp_path / "d", num_songs=2, seconds=3.0)
+    for m in json.loads((data / "00001_synth" / "metadata.json").read_text())["stems"]:
+        wav = read_audio(data / "00001_synth" / m["file"], mono=True)[0]
+        sf.write(data / "00001_synth" / m["file"], wav * 10 ** (-62 / 20) / np.sqrt(np.mean(wav ** 2) + 1e-12), SR,
+                 subtype="FLOAT")  # stems at -62 dBFS: the shared gain used to lift them to -20 dBFS targets
+    s = _run(data, tmp_path / "o", _cfg(mixes_per_song=2, mixes_per_minute=120.0, validate="header"))
+    recs = [r for rs in _records(tmp_path / "o").values() for r in rs]
+    assert {r.song_id for r in recs} == {"00000_synth"}
+    assert len(recs) == 6  # 3 s at 120 per minute = 6 > the minimum 2
+    assert s["skipped"]["target silent in its segment"] == 6

@@ -1,16 +1,77 @@
 """Model import/export command line.
 
+  python -m diffariff_jax.export --checkpoint runs/ldm --to torch --out exported/ [--raw-params] [--overwrite]
+      writes a folder a PyTorch user loads alone: model.safetensors, config.json, the PyTorch code
+      (diffariff_torch/, needs only torch, safetensors, numpy) and a README (docs/export.md).
+  python -m diffariff_jax.export --from torch --checkpoint exported/ --out runs/ldm_release
+      reads such a folder (possibly fine-tuned in PyTorch) back into a release dir for generate and eval.
   python -m diffariff_jax.export --from music2latent --checkpoint music2latent.pt --out DIR
-      converts the public Music2Latent PyTorch checkpoint into a CAE release dir (config.json + orbax
-      params) that `Autoencoder.load(DIR)` and `--cae DIR` accept.
+      converts the public Music2Latent PyTorch checkpoint into a CAE release dir.
 
-Each direction is one entry of IMPORTERS / EXPORTERS; `--to FORMAT` selects an exporter.
+--checkpoint takes a training workdir (its newest checkpoint) or a release dir. Every failure is one line
+naming the input, exit status 1. Each direction is one entry of IMPORTERS / EXPORTERS.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from diffariff_jax import paths
+
+
+def _checkpoint_params(args: argparse.Namespace):
+    """(config, params) of --checkpoint: EMA params, or the raw ones with --raw-params (workdirs only)."""
+    from diffariff_jax.training import checkpoint
+
+    path = paths.resolve(args.checkpoint, "--checkpoint")
+    if not args.raw_params:
+        return checkpoint.load_for_inference(path)
+    if (path / checkpoint.PARAMS_DIR).exists():
+        raise checkpoint.CheckpointError(f"--raw-params: {args.checkpoint} is a release dir, which holds EMA "
+                                         "params only; pass the training workdir")
+    config = checkpoint.read_config(path)
+    root = path / checkpoint.CHECKPOINT_DIR
+    steps = sorted((int(p.name) for p in root.iterdir() if p.name.isdigit()), reverse=True) if root.exists() else []
+    if not steps:
+        raise checkpoint.CheckpointError(f"workdir {args.checkpoint} holds no checkpoint yet")
+    return config, checkpoint._restore_params(root / str(steps[0]) / "state", "params")
+
+
+def _release_out(args: argparse.Namespace):
+    """--out for a release dir (local or a bucket URI); a local one that is not empty needs --overwrite."""
+    from diffariff_jax.export.torch_folder import check_out_dir
+
+    out = paths.resolve(args.out, "--out")
+    if not paths.is_uri(out):
+        check_out_dir(paths.local(out, "--out"), args.overwrite)
+    return out
+
+
+def _export_torch(args: argparse.Namespace) -> str:
+    from diffariff_jax.export.torch_folder import check_out_dir, kind_of, to_torch_folder
+
+    out = paths.local(args.out, "--out")
+    config, params = _checkpoint_params(args)
+    kind_of(config, args.checkpoint)
+    check_out_dir(out, args.overwrite)
+    which = "raw" if args.raw_params else "ema"
+    info = to_torch_folder(config, params, out, source=str(args.checkpoint), which=which)
+    return (f"wrote {out}: {config.kind} ({config.get('variant', '?')}), {info['parameters']:,} parameters "
+            f"({which} params) as model.safetensors + config.json + diffariff_torch/ + README.md")
+
+
+def _import_torch(args: argparse.Namespace) -> str:
+    import jax
+
+    from diffariff_jax.export.torch_folder import from_torch_folder
+    from diffariff_jax.training.checkpoint import save_release
+
+    folder = paths.local(args.checkpoint, "--checkpoint")
+    config, params = from_torch_folder(folder)
+    out = _release_out(args)
+    save_release(out, config, params)
+    count = sum(int(v.size) for v in jax.tree.leaves(params))
+    return f"wrote {out}: {config.kind} release, {count:,} parameters from {folder}"
 
 
 def _import_music2latent(args: argparse.Namespace) -> str:
@@ -19,41 +80,47 @@ def _import_music2latent(args: argparse.Namespace) -> str:
     from diffariff_jax.export.music2latent import convert_checkpoint
     from diffariff_jax.training.checkpoint import save_release
 
-    config, params = convert_checkpoint(args.checkpoint)
-    save_release(Path(args.out).absolute(), config, params)
+    config, params = convert_checkpoint(paths.local(args.checkpoint, "--checkpoint"))
+    out = _release_out(args)
+    save_release(out, config, params)
     count = sum(int(v.size) for v in jax.tree.leaves(params))
-    return f"wrote {args.out}: Music2Latent CAE, {count:,} parameters, sample rate {config.data.sample_rate} Hz"
+    return f"wrote {out}: Music2Latent CAE, {count:,} parameters, sample rate {config.data.sample_rate} Hz"
 
 
-IMPORTERS = {"music2latent": _import_music2latent}
-EXPORTERS: dict = {}
+IMPORTERS = {"music2latent": _import_music2latent, "torch": _import_torch}
+EXPORTERS = {"torch": _export_torch}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 1, like every other failure of this command
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m diffariff_jax.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m diffariff_jax.export", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=sorted(IMPORTERS),
-                           help="import a foreign checkpoint into a release dir")
-    if EXPORTERS:
-        direction.add_argument("--to", dest="target", choices=sorted(EXPORTERS),
-                               help="export one of our checkpoints")
-    parser.add_argument("--checkpoint", required=True, help="input checkpoint (file or dir)")
-    parser.add_argument("--out", required=True, help="output directory (must not hold params yet)")
+                           help="import a foreign checkpoint or an exported folder into a release dir")
+    direction.add_argument("--to", dest="target", choices=sorted(EXPORTERS),
+                           help="export one of our checkpoints (a training workdir or a release dir)")
+    parser.add_argument("--checkpoint", required=True, help="input: workdir, release dir, exported folder or file")
+    parser.add_argument("--out", required=True, help="output folder (refused when it exists and is not empty)")
+    parser.add_argument("--raw-params", action="store_true",
+                        help="export the raw training params instead of the EMA params (workdirs only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "source", None):
-        run = IMPORTERS[args.source]
-    else:
-        run = EXPORTERS[args.target]
+    run = IMPORTERS[args.source] if args.source else EXPORTERS[args.target]
     try:
         print(run(args))
-    except ValueError as e:  # ConversionError, CheckpointError, AudioError: one clear line, no traceback
+    except ValueError as e:  # ConversionError, CheckpointError, NameTableError, PathError: one line
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

@@ -8,19 +8,22 @@ Every process of a multi-host job runs the same command; the JAX coordinator is 
 metadata, JAX_COORDINATOR_ADDRESS or --coordinator_address. Bad input (unknown config key, a workdir
 of another model kind, a data dir with no records) fails with one line before anything compiles. The LDM
 takes config.model.clap_dim from the records' latents.json unless --config.model.clap_dim is given.
-Exit status: 0 when the run reached train.num_steps, 75 when it stopped for preemption after saving
-(launch/tpu_babysit.sh relaunches on 75), 1 on a user-facing error.
+Exit status: 0 when the run reached train.num_steps, 75 when it stopped for preemption after saving,
+1 on a user-facing error (one line: fix the input, do not retry), 70 on any other failure (traceback; a
+lost host, a storage hiccup: launch/tpu_babysit.sh relaunches on everything but 0, 1 and 2).
 """
 from __future__ import annotations
 
 import logging as py_logging
 import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 PREEMPTED_EXIT = 75
+INTERNAL_EXIT = 70  # EX_SOFTWARE: not the user's input, so worth a relaunch (Python's own default is 1)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/ldm.py:tiny")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (local or gs://): config, checkpoints, logs")
@@ -65,6 +68,15 @@ def resolve_paths(config, workdir: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    try:
+        _main(argv)
+    except Exception:  # noqa: BLE001 -- anything that is not a one-line user error: keep it apart from exit 1
+        traceback.print_exc()
+        print(f"error: internal failure (exit {INTERNAL_EXIT}; see the traceback above)", file=sys.stderr, flush=True)
+        sys.exit(INTERNAL_EXIT)
+
+
+def _main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietOrbax())
     if len(argv) > 1:
         _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Train on a Cloud TPU VM slice: create (or reuse) the slice, copy the code to every worker, set up each
-# worker (launch/tpu_setup.sh), then run the same train command on all workers (--worker=all); each
-# worker tees its log to ~/diffariff_logs/train-<hostname>.log. The workdir should be a gs:// bucket.
+# worker (launch/tpu_setup.sh), start the same train command on all workers detached from ssh
+# (launch/tpu_run.sh: log in ~/diffariff_logs/train-<hostname>.log), then poll every worker until all exited.
+# The workdir should be a gs:// bucket; latent records must be local files on every worker (docs/training.md).
 #
 #   bash launch/tpu_train.sh --name ldm-pod --zone us-central2-b --accelerator-type v4-32 \
 #       --runtime-version tpu-ubuntu2204-base --workdir gs://BUCKET/runs/ldm \
-#       --config configs/ldm.py:paper -- --config.data.records_dir=gs://BUCKET/latents
-#   add --dry-run to print the gcloud commands instead of running them.
-# Exit status: the train command's (75 = preempted after saving; launch/tpu_babysit.sh relaunches).
+#       --config configs/ldm.py:paper -- --config.data.records_dir=/mnt/latents
+#   add --dry-run to print the gcloud commands instead of running them; --poll S (default 60).
+# Exit status: the train command's (0 done, 1 user error, 75 preempted after saving, 70 internal error),
+# 2 bad flags, 76 when gcloud failed or the workers could not be reached (launch/tpu_babysit.sh retries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +26,12 @@ REF="main"
 DRY_RUN=0
 REMOTE_DIR="diffariff-jax"
 EXTRA=()
+POLL=60
+MAX_POLL_FAILURES=10   # consecutive unreachable polls before giving up (exit 76); --max-poll-failures
+WAIT_STATES_MAX=1800   # seconds to wait for a CREATING/REPAIRING slice to become READY
+RETRYABLE=76
 
-usage() { sed -n '2,12p' "$0"; exit 2; }
+usage() { sed -n '2,14p' "$0"; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) NAME="$2"; shift 2 ;;
@@ -38,6 +44,8 @@ while [ $# -gt 0 ]; do
     --spot) SPOT=1; shift ;;
     --code) CODE="$2"; shift 2 ;;
     --ref) REF="$2"; shift 2 ;;
+    --poll) POLL="$2"; shift 2 ;;
+    --max-poll-failures) MAX_POLL_FAILURES="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) usage ;;
@@ -57,17 +65,26 @@ quote() {  # shell-quotes one word for the dry-run listing: plain when safe, els
     *) printf '%s' "$1" ;;
   esac
 }
-run() {
+run() {  # a gcloud/git step; its failure is retryable (exit 76), never taken for a user error
   if [ "$DRY_RUN" = 1 ]; then printf '+'; for word in "$@"; do printf ' '; quote "$word"; done; printf '\n'
-  else "$@"; fi
+  else "$@" || { echo "tpu_train: failed (exit $?): $1 ${2:-} ${3:-} ${4:-}" >&2; exit "$RETRYABLE"; }; fi
 }
+describe() { "${GCLOUD[@]}" describe "$NAME" "${LOC[@]}" --format='value(state)' 2>/dev/null || true; }
 
-# 1. The slice: reuse it when it exists and is READY; otherwise create it.
+# 1. The slice: reuse it when READY; wait while it is being created or repaired (deleting it then would
+#    throw the work away); delete and recreate it when preempted, failed or stopped; create it when absent.
 STATE=""
 if [ "$DRY_RUN" = 0 ]; then
-  STATE=$("${GCLOUD[@]}" describe "$NAME" "${LOC[@]}" --format='value(state)' 2>/dev/null || true)
+  STATE=$(describe)
+  waited=0
+  while [[ "$STATE" =~ ^(CREATING|REPAIRING|STARTING|RESTARTING)$ ]] && [ "$waited" -lt "$WAIT_STATES_MAX" ]; do
+    echo "tpu_train: $NAME is $STATE; waiting for READY"
+    sleep "$POLL"; waited=$((waited + POLL))
+    STATE=$(describe)
+  done
+  [[ "$STATE" =~ ^(CREATING|REPAIRING|STARTING|RESTARTING)$ ]] && { echo "tpu_train: $NAME still $STATE after ${waited}s" >&2; exit "$RETRYABLE"; }
 else
-  echo "# dry run: would reuse $NAME if 'gcloud compute tpus tpu-vm describe' says READY, else (re)create it"
+  echo "# dry run: would reuse $NAME if 'gcloud compute tpus tpu-vm describe' says READY, wait while CREATING/REPAIRING, else (re)create it"
 fi
 if [ "$STATE" = "READY" ]; then
   echo "tpu_train: reusing $NAME ($ACCELERATOR) in $ZONE"
@@ -89,8 +106,40 @@ else
   FETCH="{ [ -d ~/$REMOTE_DIR/.git ] || git clone -q $CODE ~/$REMOTE_DIR; } && git -C ~/$REMOTE_DIR fetch -q origin $REF && git -C ~/$REMOTE_DIR checkout -q --force FETCH_HEAD"
 fi
 
-# 3. Per-worker environment (idempotent), 4. the same command on all workers, a log per worker.
-TRAIN="python -m diffariff_jax.train --config $CONFIG --workdir $WORKDIR"
+# 3. Per-worker environment (idempotent), 4. the same train command started detached on all workers.
+TRAIN="--config $(printf '%q' "$CONFIG") --workdir $(printf '%q' "$WORKDIR")"
 for arg in "${EXTRA[@]+"${EXTRA[@]}"}"; do TRAIN+=" $(printf '%q' "$arg")"; done
-REMOTE="set -o pipefail; $FETCH && cd ~/$REMOTE_DIR && bash launch/tpu_setup.sh && mkdir -p ~/diffariff_logs && DIFFARIFF_DISTRIBUTED=1 .venv/bin/$TRAIN 2>&1 | tee ~/diffariff_logs/train-\$(hostname).log"
+REMOTE="$FETCH && cd ~/$REMOTE_DIR && bash launch/tpu_setup.sh && bash launch/tpu_run.sh start -- $TRAIN"
 run "${GCLOUD[@]}" ssh "$NAME" "${LOC[@]}" --worker=all --command "$REMOTE"
+
+# 5. Poll every worker's exit-status file until all have exited; a lost connection only costs a poll.
+STATUS_CMD="bash ~/$REMOTE_DIR/launch/tpu_run.sh status"
+if [ "$DRY_RUN" = 1 ]; then
+  echo "# then every ${POLL}s until every worker reports an exit status:"
+  run "${GCLOUD[@]}" ssh "$NAME" "${LOC[@]}" --worker=all --command "$STATUS_CMD"
+  exit 0
+fi
+failures=0
+while true; do
+  sleep "$POLL"
+  if ! report=$("${GCLOUD[@]}" ssh "$NAME" "${LOC[@]}" --worker=all --command "$STATUS_CMD" 2>/dev/null); then
+    failures=$((failures + 1))
+    echo "tpu_train: could not reach the workers ($failures/$MAX_POLL_FAILURES); slice state: $(describe)" >&2
+    [ "$failures" -ge "$MAX_POLL_FAILURES" ] && exit "$RETRYABLE"
+    continue
+  fi
+  failures=0
+  lines=$(grep '^diffariff-status ' <<< "$report" || true)
+  [ -n "$lines" ] || continue
+  grep -q ' running$' <<< "$lines" && continue
+  if grep -q ' lost$' <<< "$lines"; then
+    echo "tpu_train: a worker's run ended without an exit status (restarted VM?):" $(grep ' lost$' <<< "$lines") >&2
+    exit "$RETRYABLE"
+  fi
+  codes=$(awk '{print $4}' <<< "$lines" | sort -u)
+  echo "tpu_train: every worker exited:" $(awk '{print $2 "=" $4}' <<< "$lines")
+  # One verdict for the slice: an error of a worker wins over a preemption, a preemption over success.
+  for code in $codes; do [ "$code" != 0 ] && [ "$code" != 75 ] && exit "$code"; done
+  grep -qx 75 <<< "$codes" && exit 75
+  exit 0
+done

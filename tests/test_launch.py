@@ -19,11 +19,10 @@ def test_tpu_train_dry_run():
                  "--config.mesh.fsdp=4")
     assert lines[0] == ("+ gcloud compute tpus tpu-vm create pod --zone us-central2-b --accelerator-type v4-32 "
                         "--version tpu-ubuntu2204-base --spot")
-    assert "--worker=all" in lines[2] and lines[-1].startswith("+ gcloud compute tpus tpu-vm ssh pod")
-    assert ("DIFFARIFF_DISTRIBUTED=1 .venv/bin/python -m diffariff_jax.train --config configs/ldm.py:paper "
-            "--workdir gs://b/runs/ldm --config.mesh.fsdp=4 2>&1 | tee ~/diffariff_logs/train-$(hostname).log"
-            in lines[-1])
-    assert "bash launch/tpu_setup.sh" in lines[-1]
+    assert "--worker=all" in lines[2] and lines[-2].startswith("+ gcloud compute tpus tpu-vm ssh pod")
+    assert ("bash launch/tpu_setup.sh && bash launch/tpu_run.sh start -- --config configs/ldm.py:paper "
+            "--workdir gs://b/runs/ldm --config.mesh.fsdp=4'" in lines[-2])
+    assert lines[-1].endswith("--worker=all --command 'bash ~/diffariff-jax/launch/tpu_run.sh status'")
 
 
 def test_tpu_train_needs_a_workdir():

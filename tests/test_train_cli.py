@@ -118,3 +118,26 @@ def test_records_on_a_bucket_fail_at_start_in_one_line(tmp_path):
                                   "here (mount the bucket with gcsfuse or copy it to local disk; see "
                                   "docs/training.md)"], stderr[-2000:]
     assert "Traceback" not in stderr and not (tmp_path / "run").exists()
+
+
+def test_an_unexpected_failure_exits_70_not_the_user_error_status(tmp_path):
+    """launch/tpu_babysit.sh stops on exit 1 (the input is wrong) and relaunches on anything else: a crash
+    that is not a user error (here the loop raising) must not look like one."""
+    from scenario_tasks import write_tiny_latents
+
+    records = write_tiny_latents(tmp_path / "latents")
+    script = ("import sys\n"
+              "from diffariff_jax.training import loop\n"
+              "def crash(*args, **kwargs):\n"
+              "    raise RuntimeError('lost the coordinator')\n"
+              "loop.train = crash\n"
+              "from diffariff_jax import train\n"
+              f"sys.argv = ['train', '--config', 'configs/ldm.py:tiny', '--workdir', {str(tmp_path / 'run')!r},\n"
+              f"            '--config.data.records_dir={records}', '--config.data.crop_frames=8',\n"
+              "            '--config.model.clap_dim=16']\n"
+              "train.run()\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 70, proc.stderr[-2000:]
+    assert "RuntimeError: lost the coordinator" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: internal failure (exit 70; see the traceback above)"

@@ -4,6 +4,7 @@ consistency 2-D UNet decoder (SPEC.md section 1).
 Variants:
   tiny   CPU, trains in minutes; used by tests and `make demo` (base 4 channels, one block per level).
   base   half-width Music2Latent (base 32 channels) for single-GPU experiments.
+  demo   `make demo`'s codec: tiny's shape + a log-mel reconstruction term (docs/demo.md); learns on a CPU.
   m2l    the Music2Latent sizes (base 64, multipliers (1,2,4,4,4), 512-wide bottleneck); checkpoints
          converted with `python -m diffariff_jax.export --from music2latent` load into this shape.
 
@@ -17,7 +18,7 @@ import ml_collections
 
 from configs.common import mesh_config, parse_variant, train_config
 
-VARIANTS = ("tiny", "base", "m2l")
+VARIANTS = ("tiny", "base", "m2l", "demo")
 
 
 def _model(variant: str) -> ml_collections.ConfigDict:
@@ -101,6 +102,8 @@ def _data(variant: str) -> ml_collections.ConfigDict:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the CAE config for variant `arg` (tiny | base | m2l; default tiny)."""
     variant = parse_variant(arg, VARIANTS, default="tiny")
+    if variant == "demo":
+        return _demo_config()
     config = ml_collections.ConfigDict()
     config.kind = "cae"
     config.variant = variant
@@ -125,4 +128,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train = train_config(batch_size=16, num_steps=800_000, optimizer="radam", lr=1e-4, warmup_steps=0,
                                     final_lr_ratio=0.01, ema_decay=0.9999, compute_dtype="bfloat16",
                                     ckpt_every=5000, eval_every=20_000)
+    return config
+
+
+def _demo_config() -> ml_collections.ConfigDict:
+    """`make demo`'s CAE (docs/demo.md): tiny's network and two-level grid, plus a log-mel L1 term on the
+    student's prediction after the inverse-STFT/STFT projection (audio/mel_loss.py). Consistency training
+    alone starts from the posterior mean of a complex spectrogram whose phase the latent cannot carry, which
+    is near zero: silence. The mel term asks for the right band energies with phases that survive the
+    projection, so the one-step decode is audible music within a hundred steps; the consistency term keeps
+    the decoder a consistency model of the noise level."""
+    config = get_config("tiny")
+    config.variant = "demo"
+    config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
+    config.data.crop_frames = 4
+    config.data.crop_seconds = 4 * 4096 / config.data.sample_rate
+    config.train.update({"batch_size": 4, "num_steps": 1500, "lr_schedule": "cosine", "final_lr_ratio": 0.1,
+                         "ema_decay": 0.99, "log_every": 50, "eval_every": 500, "ckpt_every": 500})
     return config

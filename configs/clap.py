@@ -18,11 +18,13 @@ CAPTION_TEMPLATES = ("{a} {name}", "{name}", "solo {name}", "{a} {name} melody",
                      "{a} {name} playing", "{name} part", "{a} {name} recording")
 
 
-VARIANTS = ("tiny", "small")
+VARIANTS = ("tiny", "small", "demo")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = parse_variant(arg, VARIANTS, "small")
+    if variant == "demo":
+        return _demo_config()
     tiny = variant == "tiny"
     cfg = ml_collections.ConfigDict()
     cfg.kind = "clap"
@@ -67,4 +69,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "torch_threads": 1 if tiny else 0,  # 0 = torch's default; 1 avoids thrashing a shared CPU
     })
     cfg.captions = ml_collections.ConfigDict({"templates": CAPTION_TEMPLATES})
+    return cfg
+
+
+def _demo_config() -> ml_collections.ConfigDict:
+    """`make demo`'s CLAP: the `small` model (512-d, as the paper's) trained for fewer, smaller steps so
+    it fits the demo's time budget (docs/demo.md)."""
+    cfg = get_config("small")
+    cfg.variant = "demo"
+    cfg.train.update({"steps": 600, "batch_size": 32, "crops_per_stem": 2, "warmup_steps": 50, "log_every": 50})
     return cfg

@@ -100,19 +100,31 @@ class Consistency:
         sq = jnp.sum(jnp.square((x - y).astype(jnp.float32)).reshape(x.shape[0], -1), axis=-1)
         return jnp.sqrt(sq + c**2) - c
 
-    def loss(self, f: ConsistencyFn, x: Array, key: Array, step: Array,
-             total_steps: int) -> tuple[Array, dict[str, Array]]:
-        """Consistency-training loss of clean data x [batch, ...]; the target branch gets no gradient."""
+    def student_and_target(self, f: ConsistencyFn, x: Array, key: Array, step: Array,
+                           total_steps: int) -> tuple[Array, Array, Array, Array]:
+        """(student, target, sigma_hi, sigma_lo) for clean data x [batch, ...]: f at adjacent grid levels
+        with shared noise; the target carries no gradient."""
         level_key, noise_key = jax.random.split(key)
         sigma_hi, sigma_lo = self.sample_levels(level_key, step, total_steps, x.shape[0])
         z = jax.random.normal(noise_key, x.shape, x.dtype)
         student = f(x + _expand(sigma_hi, x.ndim) * z, sigma_hi)
         target = jax.lax.stop_gradient(f(x + _expand(sigma_lo, x.ndim) * z, sigma_lo))
+        return student, target, sigma_hi, sigma_lo
+
+    def loss_terms(self, student: Array, target: Array, sigma_hi: Array, sigma_lo: Array, step: Array,
+                   total_steps: int) -> tuple[Array, dict[str, Array]]:
+        """Pseudo-Huber distance weighted by 1 / (sigma_hi - sigma_lo), averaged over the batch."""
         weight = 1.0 / (sigma_hi - sigma_lo)
         distance = self.pseudo_huber(student, target)
         loss = jnp.mean(weight * distance)
         return loss, {"distance": jnp.mean(distance), "gap": self.gap(step, total_steps),
                       "sigma_hi_mean_log": jnp.mean(jnp.log(sigma_hi))}
+
+    def loss(self, f: ConsistencyFn, x: Array, key: Array, step: Array,
+             total_steps: int) -> tuple[Array, dict[str, Array]]:
+        """Consistency-training loss of clean data x [batch, ...]; the target branch gets no gradient."""
+        student, target, sigma_hi, sigma_lo = self.student_and_target(f, x, key, step, total_steps)
+        return self.loss_terms(student, target, sigma_hi, sigma_lo, step, total_steps)
 
     # ---- sampling --------------------------------------------------------------------------------
 

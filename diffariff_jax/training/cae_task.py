@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from diffariff_jax.audio.mel_loss import log_mel_l1, mel_filterbank
 from diffariff_jax.autoencoder import cae_parts
 from diffariff_jax.models.cae import CAE, analytic_flops
 
@@ -28,6 +29,13 @@ class CAETask:
         self.shape, self.stft, self.consistency = cae_parts(config, "CAETask")
         self.model = CAE(self.shape, dtype=jnp.dtype(config.train.compute_dtype))
         self.crop_samples = int(config.data.crop_frames) * self.stft.hop * self.shape.time_reduction
+        # Optional log-mel reconstruction term on the student's prediction (the `demo` recipe; see
+        # audio/mel_loss.py and docs/demo.md for why it makes the one-step decoder converge fast).
+        self.recon = config.get("recon")
+        self.mel_filterbank = None
+        if self.recon is not None and float(self.recon.mel_weight) > 0:
+            self.mel_filterbank = jnp.asarray(mel_filterbank(int(config.data.sample_rate), self.stft.window,
+                                                             int(self.recon.n_mels)))
 
     def spectrogram(self, audio: jax.Array) -> jax.Array:
         """audio: [batch, samples] -> [batch, freq, frames, 2], frames a multiple of time_reduction."""
@@ -46,7 +54,13 @@ class CAETask:
         pyramid = self.model.apply(params, raw, method=CAE.pyramid)
         f = self.consistency.precondition(
             lambda x_in, sigma: self.model.apply(params, x_in, sigma, pyramid, method=CAE.network))
-        loss, metrics = self.consistency.loss(f, spec, key, step, int(self.config.train.num_steps))
+        total = int(self.config.train.num_steps)
+        student, target, sigma_hi, sigma_lo = self.consistency.student_and_target(f, spec, key, step, total)
+        loss, metrics = self.consistency.loss_terms(student, target, sigma_hi, sigma_lo, step, total)
+        if self.mel_filterbank is not None:
+            mel = jnp.mean(log_mel_l1(self.stft, student, spec, self.mel_filterbank, float(self.recon.range_db)))
+            loss = loss + float(self.recon.mel_weight) * mel
+            metrics["mel_l1"] = mel
         metrics["latent_std"] = jnp.std(raw) / float(self.config.inference.latent_scale)
         return loss, metrics
 

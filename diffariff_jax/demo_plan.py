@@ -1,0 +1,79 @@
+"""What `python -m diffariff_jax.demo` runs: the pipeline's real CLIs, in order, at one of two sizes.
+
+    full   `make demo`: a 120-song render, the `demo` CAE / CLAP / LDM recipes (configs/*.py:demo),
+           generation in every mode the issue lists, evaluation; <= 30 minutes on two idle cores.
+    quick  `make demo-quick` and tests/test_demo.py: the same stages and commands with a handful of
+           songs and steps (minutes), to prove the chain runs, not that it learns.
+
+Every stage is a list of commands (argv lists) run as subprocesses in the repository root, so the
+demo exercises exactly what a user types; all paths are absolute, under the demo's --out folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]  # configs/ live beside the package
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSize:
+    """Every number that differs between `full` and `quick`."""
+
+    songs: int
+    song_seconds: float
+    cae_steps: int
+    clap_steps: int
+    mixes_per_song: int
+    segment_frames: int
+    ldm_steps: int
+
+
+SIZES = {
+    "full": DemoSize(songs=120, song_seconds=40.0, cae_steps=1500, clap_steps=600, mixes_per_song=6,
+                     segment_frames=48, ldm_steps=3000),
+    "quick": DemoSize(songs=10, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
+                      segment_frames=24, ldm_steps=6),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One step of the demo: a name, what it makes, and the commands that make it."""
+
+    name: str
+    summary: str
+    commands: tuple[tuple[str, ...], ...]
+
+
+def _py(*args: object) -> tuple[str, ...]:
+    return (sys.executable, "-m", *map(str, args))
+
+
+def plan(out: Path, size: DemoSize) -> list[Stage]:
+    """The demo's stages for output folder `out` (absolute) at `size`."""
+    data, runs, latents = out / "data", out / "runs", out / "latents"
+    cae, clap, ldm = runs / "cae", runs / "clap", runs / "ldm"
+    precompute = [_py("diffariff_jax.precompute", "--cae", cae, "--clap", clap, "--data", data,
+                      "--split", split, "--out", latents / split, "--mixes-per-song", size.mixes_per_song,
+                      "--segment-frames", size.segment_frames, "--clap-segments", 2)
+                  for split in ("train", "validation")]
+    return [
+        Stage("render", f"{size.songs} songs rendered stem by stem with fluidsynth",
+              (_py("diffariff_jax.data.render", "--out", data, "--num-songs", size.songs,
+                   "--seconds-max", size.song_seconds),)),
+        Stage("cae", f"consistency autoencoder, {size.cae_steps} steps",
+              (_py("diffariff_jax.train", "--config", f"{REPO / 'configs/cae.py'}:demo", "--workdir", cae,
+                   f"--config.data.root={data}", f"--config.train.num_steps={size.cae_steps}"),)),
+        Stage("clap", f"small CLAP on the stems' instrument captions, {size.clap_steps} steps",
+              (_py("diffariff_jax.clap", "train", "--data", data, "--out", clap, "--variant", "demo",
+                   "--steps", size.clap_steps),)),
+        Stage("precompute", f"latents + CLAP of {size.mixes_per_song} mixes per song (train, validation)",
+              tuple(precompute)),
+        Stage("ldm", f"latent diffusion model, {size.ldm_steps} steps",
+              (_py("diffariff_jax.train", "--config", f"{REPO / 'configs/ldm.py'}:demo", "--workdir", ldm,
+                   f"--config.data.records_dir={latents / 'train'}",
+                   f"--config.data.val_records_dir={latents / 'validation'}",
+                   f"--config.train.num_steps={size.ldm_steps}"),)),
+    ]

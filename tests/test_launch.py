@@ -41,3 +41,27 @@ def test_gpu_train_dry_run_modes():
     explicit = _dry("gpu_train.sh", "--coordinator", "h0:99", "--num-nodes", "2", "--node-rank", "1",
                     "--workdir", "runs/x")
     assert explicit[0].endswith("--coordinator_address=h0:99 --num_processes=2 --process_id=1")
+
+
+def test_gpu_train_under_slurm_runs_one_task_per_node_with_explicit_ids(tmp_path):
+    """Inside `sbatch -N 3`: srun starts one task per node, each told the coordinator (first host), the count
+    and its SLURM_PROCID explicitly, which also switches JAX's one-GPU-per-task SLURM detection off."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {
+        "srun": '#!/usr/bin/env bash\necho "srun $*" | cut -d" " -f1-3 >&2\n'
+                'while [[ "$1" == --* ]]; do shift; done\nSLURM_PROCID=2 SLURM_LOCALID=0 exec "$@"\n',
+        "scontrol": '#!/usr/bin/env bash\n[ "$1 $2" = "show hostnames" ] && printf "gpu1\\ngpu2\\ngpu3\\n"\n',
+        "python": '#!/usr/bin/env bash\necho "train $*"\n',
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=str(bin_dir / "python"), SLURM_JOB_ID="7",
+               SLURM_JOB_NUM_NODES="3", SLURM_JOB_NODELIST="gpu[1-3]")
+    proc = subprocess.run(["bash", "launch/gpu_train.sh", "--workdir", "/shared/runs/x"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "srun --ntasks-per-node=1 --nodes=3" in proc.stderr
+    assert proc.stdout.strip() == ("train -m diffariff_jax.train --config configs/ldm.py:paper --workdir /shared/runs/x "
+                                   "--coordinator_address=gpu1:12355 --num_processes=3 --process_id=2")

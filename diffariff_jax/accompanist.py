@@ -21,10 +21,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from diffariff_jax import release_bundle
+from diffariff_jax import long_form, release_bundle
 from diffariff_jax.audio.io import AudioError, check_waveform, resample
 from diffariff_jax.diffusion import samplers
 from diffariff_jax.diffusion.edm import Denoiser
+from diffariff_jax.long_form import Audio, Modes
 from diffariff_jax.release_bundle import CompanionError
 
 
@@ -157,6 +158,62 @@ class Accompanist:
                                   sampler_cfg=sampler_cfg, batch_size=batch, context=context_latents,
                                   clap=None if clap is None else np.asarray(clap, np.float32))
         return self.cae.decode(np.asarray(latents), k_decode, num_samples=samples)
+
+    def generate(self, context: Audio | None = None, *, text: str | None = None, audio_prompt: Audio | None = None,
+                 prompt_mix: float | None = None, seconds: float | None = None, num_samples: int = 1,
+                 seed: int = 0, settings: SamplerSettings = SamplerSettings(), mode: Modes = Modes(),
+                 progress: long_form.Progress | None = None) -> np.ndarray:
+        """The full user-facing call (the CLI wraps it); every mode of SPEC.md section 4, any length.
+
+        context / audio_prompt / mode's stems: (waveform [channels, samples] or [samples], rate), any rate
+        and channel count. prompt_mix r: (1 - r) audio + r text. seconds: output length without a context,
+        or a cut of the context. Returns [num_samples, channels, samples] at acc.sample_rate (2 channels
+        when mode.stereo_width > 0).
+        """
+        context_wav, clap, samples = self._inputs(context, text, audio_prompt, prompt_mix, seconds, num_samples,
+                                                  mode)
+        return long_form.generate_audio(
+            self, None if context_wav is None else np.repeat(context_wav[None], num_samples, axis=0),
+            None if clap is None else np.repeat(clap, num_samples, axis=0), samples=samples, batch=num_samples,
+            seed=seed, settings=settings, mode=mode, progress=progress)
+
+    def arrange(self, prompts: Sequence[str | Audio], context: Audio | None = None, *,
+                seconds: float | None = None, num_samples: int = 1, seed: int = 0,
+                settings: SamplerSettings = SamplerSettings(), stereo_width: float = 0.4,
+                progress: long_form.Progress | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """A full arrangement: one track per prompt (text, or (audio, rate) for an audio prompt), each
+        generated over the context plus the tracks before it. Returns (stems, mix): stems[k] is
+        [num_samples, channels, samples]; mix [num_samples, channels, samples] (context + every stem).
+        """
+        if not prompts:
+            raise ValueError("an arrangement needs at least one prompt")
+        mode = Modes(stereo_width=stereo_width)
+        context_wav, _, samples = self._inputs(context, None, None, None, seconds, num_samples, mode)
+        current = None if context_wav is None else np.repeat(context_wav[None, :samples], num_samples, axis=0)
+        stems = []
+        for k, prompt in enumerate(prompts):
+            text, audio = (prompt, None) if isinstance(prompt, str) else (None, prompt)
+            clap = np.repeat(long_form.conditioning(self, text, audio, None), num_samples, axis=0)
+            stem = long_form.generate_audio(self, current, clap, samples=samples, batch=num_samples,
+                                            seed=seed + k, settings=settings, mode=mode, progress=progress)
+            stems.append(stem)
+            added = stem.mean(axis=1)
+            current = added if current is None else current + added
+        base = None if context_wav is None else context_wav[:samples]
+        mix = np.stack([long_form.mix_down(base, [s[i] for s in stems]) for i in range(num_samples)])
+        return stems, mix
+
+    def _inputs(self, context: Audio | None, text: str | None, audio_prompt: Audio | None,
+                prompt_mix: float | None, seconds: float | None, num_samples: int,
+                mode: Modes) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+        """(context [samples] mono at sample_rate or None, clap [1, d] or None, output samples), checked."""
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        wav = None if context is None else long_form.prepare(context, "context", self.sample_rate,
+                                                             min_samples=self.cae.hop_samples)
+        samples = long_form.target_length(self, wav, seconds, mode)
+        clap = long_form.conditioning(self, text, audio_prompt, prompt_mix)
+        return None if wav is None else wav[:samples], clap, samples
 
     def save_release(self, out: Any) -> None:
         """A release dir with this LDM, its CAE and its CLAP bundled: it generates on another machine."""

@@ -1,11 +1,13 @@
-# make test: fresh Debian machine (as root) -> fluidsynth, .venv, pinned requirements, the package, pytest.
+# make test: fresh Debian machine (as root) -> fluidsynth + chromium-headless-shell, .venv, pinned requirements,
+# the package, pytest. make demo: the same install, then the whole pipeline on a demo set (docs/demo.md);
+# make demo-quick: the same driver at smoke size.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: test install system-deps clean
+.PHONY: test install system-deps clean demo demo-quick
 
 system-deps:
 	@command -v fluidsynth >/dev/null 2>&1 || { \
@@ -13,6 +15,12 @@ system-deps:
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends fluidsynth; \
 	  else \
 	    echo "fluidsynth is missing: run 'sudo apt-get install -y --no-install-recommends fluidsynth'"; exit 1; \
+	  fi; }
+	@command -v chromium-headless-shell >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell; \
+	  else \
+	    echo "chromium-headless-shell is missing: run 'sudo apt-get install -y --no-install-recommends chromium-headless-shell'"; exit 1; \
 	  fi; }
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
@@ -26,6 +34,12 @@ install: system-deps $(STAMP)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+demo: install
+	$(PY) -m diffariff_jax.demo --out demo
+
+demo-quick: install
+	$(PY) -m diffariff_jax.demo --out demo_quick --size quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

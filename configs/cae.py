@@ -141,8 +141,6 @@ def _demo_config() -> ml_collections.ConfigDict:
     config = get_config("tiny")
     config.variant = "demo"
     config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
-    config.data.crop_frames = 4
-    config.data.crop_seconds = 4 * 4096 / config.data.sample_rate
-    config.train.update({"batch_size": 4, "num_steps": 1500, "lr_schedule": "cosine", "final_lr_ratio": 0.1,
+    config.train.update({"batch_size": 4, "num_steps": 1200, "lr_schedule": "cosine", "final_lr_ratio": 0.1,
                          "ema_decay": 0.99, "log_every": 50, "eval_every": 500, "ckpt_every": 500})
     return config

@@ -31,7 +31,7 @@ class DemoSize:
 
 
 SIZES = {
-    "full": DemoSize(songs=120, song_seconds=40.0, cae_steps=1500, clap_steps=600, mixes_per_song=6,
+    "full": DemoSize(songs=120, song_seconds=40.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
                      segment_frames=48, ldm_steps=3000),
     "quick": DemoSize(songs=10, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
                       segment_frames=24, ldm_steps=6),

@@ -1,4 +1,5 @@
 """Precompute with a real (micro, random) CAE and tiny CLAP: sharded encoder, CLI end to end, CLI errors."""
+import json
 import logging
 
 import numpy as np
@@ -133,3 +134,46 @@ def test_data_whose_every_song_is_skipped_fails(micro_cae, tmp_path, caplog):
     caplog.set_level(logging.ERROR)
     assert main(args) == 1
     assert f"{tmp_path / 'out'}: no examples written, every song was skipped (bad stem: unreadable" in caplog.text
+
+
+def test_out_on_a_bucket_fails_in_one_line_and_relative_paths_work(micro_cae, data, tmp_path, caplog, monkeypatch):
+    cae, _ = micro_cae
+    clap = build_tiny_clap(tmp_path / "clap")
+    common = ["--segment-frames", str(FRAMES), "--clap-seconds", "0.25", "--mixes-per-song", "1",
+              "--songs-per-shard", "8", "--clap-segments", "1"]
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.ERROR)
+    assert main(["--cae", cae, "--clap", "clap", "--data", str(data), "--out", "gs://bucket/latents"] + common) == 1
+    assert "--out gs://bucket/latents: only a local path works here" in caplog.text
+    assert not (tmp_path / "gs:").exists()
+    assert main(["--cae", cae, "--clap", "./clap", "--data", str(data), "--out", "rel/out"] + common) == 0
+    assert read_info(tmp_path / "rel" / "out")["clap"] == str(tmp_path / "clap")
+
+
+def test_hosts_with_unequal_work_never_wait_for_each_other(micro_cae, data, tmp_path, monkeypatch):
+    """2 shards of 3 and 1 songs over 2 hosts launched the way a cluster does (JAX_* environment): host 0 runs
+    to the end before host 1 even starts. Joining JAX's distributed runtime would block host 0 until host 1
+    connected, or abort it at the runtime's exit barrier; here neither host joins, both exit 0, and every
+    shard is written."""
+    import jax
+
+    def joined(*args, **kwargs):
+        raise AssertionError("precompute joined the distributed runtime")
+
+    monkeypatch.setattr(jax.distributed, "initialize", joined)
+    cae, _ = micro_cae
+    clap = build_tiny_clap(tmp_path / "clap")
+    args = ["--cae", cae, "--clap", str(clap), "--data", str(data), "--out", str(tmp_path / "out"),
+            "--segment-frames", str(FRAMES), "--clap-seconds", "0.25", "--mixes-per-song", "1",
+            "--songs-per-shard", "3", "--clap-segments", "1", "--split", "train"]
+    assert len(layouts.songs_in_split(layouts.scan(data, "demo"), "train")) == 4  # shards of 3 and 1 songs
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    written = []
+    for host in (0, 1):
+        monkeypatch.setenv("JAX_PROCESS_ID", str(host))
+        assert main(args) == 0
+        written.append(json.loads((tmp_path / "out" / f"precompute-host{host:03d}.json").read_text()))
+    assert [(w["host"], w["hosts"], w["shards_written"]) for w in written] == [(0, 2, 1), (1, 2, 1)]
+    assert written[0]["examples_written"] == 3 and written[1]["examples_written"] == 1
+    assert len(list_shards(tmp_path / "out")) == 2

@@ -45,6 +45,8 @@ import numpy as np
 from diffariff_jax import paths
 from diffariff_jax.audio.io import resample
 from diffariff_jax.data import latents
+from diffariff_jax.precompute_plan import (Progress, data_config, host_split, plan_shards, record_settings,
+                                           songs_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,6 @@ EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CL
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
              "split", "layout", "mixes_per_song", "seed", "cae", "clap", "cae_weights", "clap_weights",
              "settings", "songs")  # must match to resume into a directory
-# Settings that cannot change a record (only how fast it is made) are left out of the resume check.
-NOT_IN_RECORDS = ("encode_batch",)
-DATA_KEYS_NOT_IN_RECORDS = ("root", "num_parallel_calls", "prefetch")
-
-
 def precompute_config() -> ml_collections.ConfigDict:
     """Every precompute setting; the CLI flags override them."""
     return ml_collections.ConfigDict({
@@ -96,11 +93,6 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         problems.append(f"validate must be 'header' or 'full', got {cfg.validate!r}")
     if problems:
         raise ValueError("precompute settings: " + "; ".join(problems))
-
-
-def plan_shards(num_songs: int, songs_per_shard: int) -> list[range]:
-    """Contiguous song-index ranges, one per shard (the last may be shorter)."""
-    return [range(i, min(i + songs_per_shard, num_songs)) for i in range(0, num_songs, songs_per_shard)]
 
 
 def clap_windows(target: np.ndarray, count: int, length: int, tries: int, rng: np.random.Generator,
@@ -173,58 +165,6 @@ def shard_examples(songs: list, data_cfg: ml_collections.ConfigDict, cfg: ml_col
     counts.update(read_errors)
 
 
-def songs_fingerprint(songs: list) -> str:
-    """16 hex digits over every song's id, stems, instruments, target flags and file names (not folders)."""
-    listing = [[s.song_id, [[st.instrument, st.can_be_target, [Path(p).name for p in st.paths]] for st in s.stems]]
-               for s in songs]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
-
-
-def _data_config(cfg: ml_collections.ConfigDict, data_dir, sample_rate: int, hop_samples: int):
-    from diffariff_jax.data import pipeline
-
-    data_cfg = pipeline.default_data_config()
-    data_cfg.update({"root": str(data_dir), "layout": cfg.layout, "split": cfg.split,
-                     "split_fractions": tuple(cfg.split_fractions), "sample_rate": sample_rate,
-                     "crop_seconds": cfg.segment_frames * hop_samples / sample_rate,
-                     "examples_per_song": cfg.mixes_per_song, "examples_per_minute": cfg.mixes_per_minute,
-                     "group_targets": cfg.group_targets, "bleed_targets": cfg.bleed_targets,
-                     "validate": cfg.validate, "silence_db": cfg.silence_db})
-    return data_cfg
-
-
-def record_settings(cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict) -> dict:
-    """Every precompute and stem-mixing setting that changes a record (JSON-ready, compared on resume)."""
-    out = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_RECORDS}
-    out.update({f"data.{k}": v for k, v in data_cfg.to_dict().items() if k not in DATA_KEYS_NOT_IN_RECORDS})
-    return json.loads(json.dumps(out))  # tuples -> lists, as they come back from latents.json
-
-
-class Progress:
-    """One log line per ~10 s: examples so far, examples/s and an ETA over this host's shards."""
-
-    def __init__(self, shards: int, every_s: float = 10.0):
-        self.shards, self.every_s = max(shards, 1), every_s
-        self.started = self.expected = self.done = 0
-        self.t0, self.last = time.time(), 0.0
-
-    def shard(self, examples: int) -> None:
-        """A shard starts with `examples` pipeline visits (the others are estimated from the mean so far)."""
-        self.started += 1
-        self.expected += examples
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        now = time.time()
-        total = self.expected / max(self.started, 1) * self.shards
-        if now - self.last >= self.every_s or self.done >= total:
-            rate = self.done / max(now - self.t0, 1e-9)
-            eta = max(total - self.done, 0) / max(rate, 1e-9)
-            log.info("precompute: %d/~%d examples, %.2f examples/s, ETA %dm%02ds", self.done, total, rate,
-                     int(eta // 60), int(eta % 60))
-            self.last = now
-
-
 def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio: EmbedFn,
         cfg: ml_collections.ConfigDict, *, sample_rate: int, hop_samples: int, latent_dim: int, clap_dim: int,
         clap_rate: int, process_index: int = 0, process_count: int = 1, names: dict | None = None) -> dict:
@@ -247,7 +187,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
         raise ValueError(f"{data_dir}: no songs in split {cfg.split!r}")
     shards = plan_shards(len(songs), cfg.songs_per_shard)
     out_dir = Path(out_dir)
-    data_cfg = _data_config(cfg, data_dir, sample_rate, hop_samples)
+    data_cfg = data_config(cfg, data_dir, sample_rate, hop_samples)
     info = {"frames": cfg.segment_frames, "latent_dim": latent_dim, "clap_dim": clap_dim, "sample_rate": sample_rate,
             "hop_samples": hop_samples, "clap_segments": cfg.clap_segments, "clap_seconds": cfg.clap_seconds,
             "num_shards": len(shards), "split": cfg.split, "layout": cfg.layout, "latent_dtype": cfg.latent_dtype,
@@ -353,19 +293,6 @@ HELP = {
     "validate": "header (fast) or full (decode every stem once: NaN and silent stems are caught up front)",
     "silence_db": "RMS level (dBFS) below which a stem is silent, checked before any gain",
 }
-
-
-def host_split(index: int | None, count: int | None, env: dict | None = None) -> tuple[int, int]:
-    """(process_index, process_count): the flags, else the launcher's environment, else (0, 1)."""
-    env = os.environ if env is None else env
-    if index is not None or count is not None:
-        return (0 if index is None else index), (1 if count is None else count)
-    for idx, cnt in (("JAX_PROCESS_ID", "JAX_NUM_PROCESSES"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if env.get(idx) and env.get(cnt):
-            return int(env[idx]), int(env[cnt])
-    if env.get("TPU_WORKER_ID") and env.get("TPU_WORKER_HOSTNAMES"):
-        return int(env["TPU_WORKER_ID"]), len(env["TPU_WORKER_HOSTNAMES"].split(","))
-    return 0, 1
 
 
 def _flag_type(value):

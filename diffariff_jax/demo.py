@@ -9,7 +9,8 @@ its commands, streams their progress, and ends with its wall and CPU time. A sta
 (OUT/.stages/NAME.json) only after all its commands succeeded, so running the demo again skips finished
 stages and resumes the interrupted one (the tools themselves resume: train from its checkpoints,
 precompute from its finished shards). A stage whose commands changed (another --size) is redone, and so
-is every stage after it. Times go to OUT/stages.json.
+is every stage after it. Times go to OUT/stages.json; OUT/report/index.html is the evaluation's report and
+OUT/report/examples.html plays the generated examples.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from diffariff_jax import paths
+from diffariff_jax.demo_page import write_examples_page
 from diffariff_jax.demo_plan import REPO, SIZES, Stage, plan
 
 MARKERS = ".stages"
@@ -96,9 +98,11 @@ def run_demo(out: Path, size: str, redo: str | None = None) -> list[dict]:
         _marker(out, stage).unlink(missing_ok=True)
         records.append(run_stage(out, stage, i, len(stages)))
     (out / "stages.json").write_text(json.dumps({"size": size, "stages": records}, indent=1))
+    page = write_examples_page(out / "report", records)
     print("\nstage        wall s    CPU s")
     for r in records:
         print(f"{r['stage']:<12} {r['wall_seconds']:>6.0f} {r['cpu_seconds']:>8.0f}{'  (earlier run)' if r.get('skipped') else ''}")
+    print(f"\nreport: {out / 'report' / 'index.html'}  (evaluation table)\nexamples: {page}")
     return records
 
 

@@ -28,13 +28,15 @@ class DemoSize:
     mixes_per_song: int
     segment_frames: int
     ldm_steps: int
+    eval_examples: int
+    sampler_steps: int  # generate's --steps (SPEC's 30 at full size)
 
 
 SIZES = {
-    "full": DemoSize(songs=120, song_seconds=40.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
-                     segment_frames=48, ldm_steps=3000),
-    "quick": DemoSize(songs=10, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
-                      segment_frames=24, ldm_steps=6),
+    "full": DemoSize(songs=120, song_seconds=35.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
+                     segment_frames=48, ldm_steps=3000, eval_examples=32, sampler_steps=30),
+    "quick": DemoSize(songs=67, song_seconds=6.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
+                      segment_frames=32, ldm_steps=6, eval_examples=4, sampler_steps=2),
 }
 
 
@@ -53,7 +55,9 @@ def _py(*args: object) -> tuple[str, ...]:
 
 def plan(out: Path, size: DemoSize) -> list[Stage]:
     """The demo's stages for output folder `out` (absolute) at `size`."""
-    data, runs, latents = out / "data", out / "runs", out / "latents"
+    data, runs, latents, inputs = out / "data", out / "runs", out / "latents", out / "inputs"
+    report = out / "report"
+    examples = report / "examples"
     cae, clap, ldm = runs / "cae", runs / "clap", runs / "ldm"
     precompute = [_py("diffariff_jax.precompute", "--cae", cae, "--clap", clap, "--data", data,
                       "--split", split, "--out", latents / split, "--mixes-per-song", size.mixes_per_song,
@@ -76,4 +80,30 @@ def plan(out: Path, size: DemoSize) -> list[Stage]:
                    f"--config.data.records_dir={latents / 'train'}",
                    f"--config.data.val_records_dir={latents / 'validation'}",
                    f"--config.train.num_steps={size.ldm_steps}"),)),
+        Stage("eval", f"the paper's table on {size.eval_examples} held-out examples, with baselines",
+              (_py("diffariff_jax.eval", "--checkpoint", ldm, "--data", data, "--out", report,
+                   "--config", f"{REPO / 'configs/eval.py'}:tiny", f"--config.num_examples={size.eval_examples}",
+                   "--cache-dir", out / "cache", "--overwrite"),)),
+        Stage("generate", "context + text, context + audio prompt, a two-track arrangement, "
+              "a 30 s outpainted stem, pseudo-stereo",
+              (_py("diffariff_jax.demo_inputs", "--data", data, "--out", inputs),
+               *_generate(ldm, inputs, examples, size))),
+    ]
+
+
+def _generate(ldm: Path, inputs: Path, examples: Path, size: DemoSize) -> list[tuple[str, ...]]:
+    """One generate command per mode the demo shows (WAV + JSON sidecar each, in report/examples)."""
+    common = ("--checkpoint", ldm, "--steps", size.sampler_steps)
+    context, long_context = inputs / "context.wav", inputs / "context_long.wav"
+    return [
+        _py("diffariff_jax.generate", *common, "--context", context, "--text", "flute", "--stereo-width", 0,
+            "--write-mix", "--out", examples / "context_text_flute.wav"),
+        _py("diffariff_jax.generate", *common, "--context", context, "--audio-prompt", inputs / "prompt.wav",
+            "--stereo-width", 0, "--write-mix", "--out", examples / "context_audio_prompt.wav"),
+        _py("diffariff_jax.generate", *common, "--context", context, "--arrange", "contrabass, violin",
+            "--stereo-width", 0, "--out", examples / "arrangement"),
+        _py("diffariff_jax.generate", *common, "--context", long_context, "--text", "cello", "--stereo-width", 0,
+            "--write-mix", "--out", examples / "outpainted_30s_cello.wav"),
+        _py("diffariff_jax.generate", *common, "--context", context, "--text", "flute", "--stereo-width", 0.4,
+            "--out", examples / "pseudo_stereo_flute.wav"),
     ]

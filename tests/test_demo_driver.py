@@ -37,6 +37,7 @@ def test_finished_stages_are_skipped_on_the_next_run(tmp_path, monkeypatch, caps
     record = json.loads((tmp_path / "stages.json").read_text())
     assert [r["stage"] for r in record["stages"]] == ["first", "second", "third"]
     assert all(r["skipped"] for r in record["stages"])
+    assert "Stage times" in (tmp_path / "report" / "examples.html").read_text()
 
 
 def test_a_failed_stage_leaves_no_marker_and_the_rerun_resumes_there(tmp_path, monkeypatch, capsys):

@@ -10,11 +10,18 @@ ones overlap a little rather than being padded), each window is embedded, and th
 embeddings is L2-normalised again. Audio shorter than a window is repeat-padded by the feature extractor.
 Because no input ever exceeds a window, the extractor's random cropping never runs: results are deterministic.
 
+Text prompts are normalised the way training captions were written (lowercase, "_"/"-" as spaces, single
+spaces): "Snare  Drum" and "snare drum" are one prompt. A small CLAP trained here knows only its training
+instruments; its directory holds vocabulary.json, and a prompt with words outside it ("cello" for a CLAP
+that never heard one) gets a warning listing the instruments it knows, instead of a silent nearest match.
+
 CLI: `python -m diffariff_jax.clap train --data DIR --out DIR` trains a small CLAP (see clap_training.py).
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +35,24 @@ from diffariff_jax.audio.io import AudioError, check_waveform
 log = logging.getLogger(__name__)
 
 DEFAULT_CLAP = "laion/larger_clap_music"
+VOCABULARY_FILE = "vocabulary.json"  # {"instruments": [...], "words": [...]}, written by clap_training
+
+
+def normalize_prompt(text: str) -> str:
+    """'  Snare_Drum ' -> 'snare drum': prompts spelled like the captions the CLAP was trained on."""
+    return re.sub(r"\s+", " ", re.sub(r"[_\-]+", " ", text)).strip().lower()
+
+
+def prompt_words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", normalize_prompt(text))
+
+
+def _read_vocabulary(directory: Path) -> dict | None:
+    path = directory / VOCABULARY_FILE
+    if not path.is_file():
+        return None
+    vocab = json.loads(path.read_text())
+    return {"instruments": list(vocab.get("instruments", [])), "words": set(vocab.get("words", []))}
 
 
 class ClapLoadError(ValueError):
@@ -50,12 +75,13 @@ class ClapEmbedder:
     """Batched CLAP embeddings. Attributes: name, dim, sample_rate (Hz), window_seconds."""
 
     def __init__(self, model: ClapModel, processor: ClapProcessor, name: str, device: str = "cpu",
-                 batch_size: int = 16):
+                 batch_size: int = 16, vocabulary: dict | None = None):
         self.model = model.to(device).eval()
         self.processor = processor
         self.name = name
         self.device = device
         self.batch_size = batch_size
+        self.vocabulary = vocabulary  # None: an open-vocabulary model (LAION's), no warnings
         fe = processor.feature_extractor
         self.sample_rate = int(fe.sampling_rate)
         self.window_seconds = float(fe.max_length_s)
@@ -80,7 +106,8 @@ class ClapEmbedder:
         except (OSError, ValueError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ClapLoadError(f"{name_or_path}: cannot load a CLAP model and processor ({reason})") from None
-        return cls(model, processor, name_or_path, device=device, batch_size=batch_size)
+        vocabulary = _read_vocabulary(Path(source)) if looks_local or Path(source).is_dir() else None
+        return cls(model, processor, name_or_path, device=device, batch_size=batch_size, vocabulary=vocabulary)
 
     @property
     def window_samples(self) -> int:
@@ -140,12 +167,24 @@ class ClapEmbedder:
         means = sums / np.bincount(owner, minlength=len(items))[:, None]
         return (means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of a prompt outside a small CLAP's training vocabulary ([] for open-vocabulary models)."""
+        if self.vocabulary is None:
+            return []
+        return [w for w in prompt_words(text) if w not in self.vocabulary["words"]]
+
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """texts: list of prompts -> [batch, dim] L2-normalised."""
+        """texts: list of prompts -> [batch, dim] L2-normalised (prompts normalised like the captions)."""
         texts = list(texts)
         if not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"CLAP text input: expected non-empty strings, got {texts!r}")
+        texts = [normalize_prompt(t) for t in texts]
+        for text in dict.fromkeys(texts):
+            unknown = self.unknown_words(text)
+            if unknown:
+                log.warning("prompt %r: %s not in the vocabulary of %s, which knows only: %s", text,
+                            ", ".join(repr(w) for w in unknown), self.name, ", ".join(self.vocabulary["instruments"]))
         out = []
         for i in range(0, len(texts), self.batch_size):
             tok = self.processor.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True,

@@ -46,6 +46,14 @@ def caption(template: str, name: str) -> str:
     return template.format(a=article, name=name)
 
 
+def write_vocabulary(out_dir: str | Path, classes: list[str], templates: tuple[str, ...]) -> None:
+    """vocabulary.json: the instruments and every caption word, so prompts outside them get a warning."""
+    from diffariff_jax.clap import VOCABULARY_FILE, prompt_words
+
+    words = sorted({w for c in classes for t in templates for w in prompt_words(caption(t, c))})
+    (Path(out_dir) / VOCABULARY_FILE).write_text(json.dumps({"instruments": sorted(classes), "words": words}))
+
+
 def build_tokenizer(texts: list[str], vocab_size: int, max_tokens: int) -> RobertaTokenizer:
     """A byte-level BPE tokenizer trained offline on `texts`, wrapped as transformers' RobertaTokenizer."""
     bpe = ByteLevelBPETokenizer()
@@ -265,6 +273,7 @@ def _train(cfg: ml_collections.ConfigDict, data_dir: str | Path, out_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    write_vocabulary(out_dir, classes, templates)
 
     embedder = ClapEmbedder.from_pretrained(str(out_dir))
     audio_emb = np.concatenate([embedder.embed_audio([crop_audio(c, sr, window) for c in held_crops[i:i + 64]])

@@ -94,3 +94,28 @@ def test_fused_model_is_deterministic(tmp_path):
     a = emb.embed_audio(clips)
     assert a.shape == (2, 32)
     np.testing.assert_array_equal(a, emb.embed_audio(clips))
+
+
+def test_prompts_are_normalised_like_captions_and_unknown_words_warn(tmp_path, caplog):
+    from diffariff_jax.clap_training import write_vocabulary
+    from configs.clap import CAPTION_TEMPLATES
+
+    path = build_tiny_clap(tmp_path / "clap", instruments=("snare drum", "flute", "electric bass"))
+    write_vocabulary(path, ["snare drum", "flute", "electric bass"], CAPTION_TEMPLATES)
+    small = ClapEmbedder.from_pretrained(str(path))
+    # the tokenizer is case-sensitive: without normalisation "Snare  Drum" tokenises differently
+    tok = small.processor.tokenizer
+    assert tok("Snare Drum")["input_ids"] != tok("snare drum")["input_ids"]
+    np.testing.assert_array_equal(small.embed_text(["Snare  Drum", "Electric_Bass"]),
+                                  small.embed_text(["snare drum", "electric bass"]))
+    caplog.set_level("WARNING")
+    small.embed_text(["a flute melody", "solo snare drum"])
+    assert not caplog.records
+    small.embed_text(["a Cello"])
+    (record,) = caplog.records
+    assert "'cello' not in the vocabulary" in record.message
+    assert record.message.endswith("knows only: electric bass, flute, snare drum")
+    caplog.clear()
+    open_vocabulary = ClapEmbedder.from_pretrained(str(build_tiny_clap(tmp_path / "laion_like")))
+    open_vocabulary.embed_text(["a cello"])  # no vocabulary.json: an open-vocabulary model, no warning
+    assert not caplog.records

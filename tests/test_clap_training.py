@@ -48,6 +48,8 @@ def test_train_beats_chance_and_loads(tmp_path):
     assert m["top1"] > 0.5 > m["chance_top1"]
     emb = ClapEmbedder.from_pretrained(str(tmp_path / "clap"))
     assert emb.embed_text(["a flute"]).shape == (1, cfg.model.projection_dim)
+    assert emb.vocabulary["instruments"] == m["classes"]  # vocabulary.json: what prompts it understands
+    assert emb.unknown_words("A Flute melody") == [] and emb.unknown_words("a theremin") == ["theremin"]
     assert json.loads((tmp_path / "clap" / "metrics.json").read_text())["top1"] == m["top1"]
 
 

@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m diffariff_jax.clap train", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="multitrack folder (captions come from stem instrument names)")
-    p.add_argument("--layout", default="demo", help="data/layouts.py layout: demo | generic | musdb18hq | ...")
+    p.add_argument("--layout", default="demo", help="data/layouts.py layout: demo | generic | musdb18hq | "
+                   "slakh2100 | moisesdb | medleydb")
     p.add_argument("--out", required=True, help="output directory (save_pretrained model + processor)")
     p.add_argument("--variant", default="small", choices=VARIANTS, help="configs/clap.py variant")
     p.add_argument("--steps", type=int, help="override train.steps")
@@ -308,10 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.train.seed = args.seed
     if args.threads is not None:
         cfg.train.torch_threads = args.threads
-    try:
-        m = train(cfg, args.data, args.out, args.layout)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("error: %s", e)
+    from diffariff_jax import paths
+
+    try:  # soundfile and save_pretrained take local paths only
+        m = train(cfg, paths.local(args.data, "--data"), paths.local(args.out, "--out"), args.layout)
+    except (FileNotFoundError, ValueError) as e:  # PathError is a ValueError
+        log.error("error: %s", str(e).splitlines()[0])
         return 1
     print(f"held-out retrieval over {m['num_classes']} instruments ({m['num_clips']} clips): "
           f"top-1 {m['top1']:.3f} (chance {m['chance_top1']:.3f}), top-5 {m['top5']:.3f} "

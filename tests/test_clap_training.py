@@ -1,5 +1,6 @@
 """Small-CLAP training on a synthetic demo-layout tree: learns instrument captions, saves a loadable model."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,8 @@ def test_train_beats_chance_and_loads(tmp_path):
 def test_cli_errors(tmp_path, capsys):
     assert clap_main([]) == 2
     assert clap_main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 1
+    assert clap_main(["train", "--data", str(tmp_path), "--out", "gs://bucket/clap"]) == 1  # one line, no "gs:" dir
+    assert not (Path.cwd() / "gs:").exists()
     with pytest.raises(SystemExit) as exit_info:  # argparse: one usage line + one error line, no traceback
         clap_main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--variant", "huge"])
     assert exit_info.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err

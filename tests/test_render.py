@@ -80,6 +80,9 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert exit_info.value.code == 1 and capsys.readouterr().err == f"error: {tmp_path / 'no.sf2'}: soundfont not found\n"
     with pytest.raises(FileNotFoundError, match="nope.sf2"):
         render.render_dataset(tmp_path, 1, soundfont=tmp_path / "nope.sf2")
+    with pytest.raises(SystemExit) as exit_info:  # fluidsynth writes local files: a bucket is one line, no "gs:" dir
+        render.main(["--out", "gs://bucket/demo", "--num-songs", "1"])
+    assert exit_info.value.code == 1 and "--out gs://bucket/demo: only a local path works" in capsys.readouterr().err
 
 
 def test_unparseable_score_is_skipped_with_its_path(tmp_path, caplog):

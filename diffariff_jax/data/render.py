@@ -30,6 +30,7 @@ import pretty_midi
 import soundfile as sf
 from tqdm import tqdm
 
+from diffariff_jax import paths
 from diffariff_jax.audio.io import is_silent, to_mono, write_audio
 
 log = logging.getLogger(__name__)
@@ -233,22 +234,27 @@ def render_dataset(out_dir: str | Path, num_songs: int = 300, soundfont: str | P
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--num-songs", type=int, default=300)
+    ap.add_argument("--num-songs", type=int, default=300, help="songs to render (default 300)")
     ap.add_argument("--soundfont", default=None, help="GM .sf2 (default: pretty_midi's TimGM6mb.sf2)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed of works, instruments and transpositions")
     ap.add_argument("--seconds-max", type=float, default=None, help="cut each song after this many seconds")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.num_songs < 1:
         ap.error(f"--num-songs must be >= 1, got {args.num_songs}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
+    try:
+        out = paths.local(args.out, "--out")  # fluidsynth and soundfile write local files only
+        soundfont = str(paths.local(args.soundfont, "--soundfont")) if args.soundfont else None
+    except paths.PathError as e:
+        ap.exit(1, f"error: {e}\n")
+    if out.exists() and not out.is_dir():
         ap.error(f"--out {args.out} is a file, not a folder")
     try:
-        index = render_dataset(args.out, args.num_songs, args.soundfont, args.seed, args.seconds_max, args.workers)
+        index = render_dataset(out, args.num_songs, soundfont, args.seed, args.seconds_max, args.workers)
     except (FileNotFoundError, RuntimeError) as e:  # no fluidsynth, no soundfont: one line, not a traceback
         ap.exit(1, f"error: {e}\n")
-    print(f"{len(index['songs'])} songs -> {args.out}/index.json")
+    print(f"{len(index['songs'])} songs -> {out}/index.json")
 
 
 if __name__ == "__main__":

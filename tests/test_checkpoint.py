@@ -100,9 +100,41 @@ def test_restore_latest_exact_and_falls_back_from_corrupt_or_partial(tmp_path):
     manager = ckpt.make_manager(tmp_path, config.train)
     state, position, step = ckpt.restore_latest(manager, target)
     assert step == 2 and int(state.step) == 2 and position["step"] == 2
+    # the bad step was moved aside, so the resumed run can save step 3 again (orbax refused: step exists)
+    assert not (tmp_path / "checkpoints" / "3").exists()
+    assert (tmp_path / "unreadable_checkpoints" / "3" / "state").is_dir()
+    assert ckpt.save(manager, 3, _state(3, scale=2.0), config, {"step": 3, "seed": 0}, force=True)
+    manager.wait_until_finished()
+    assert sorted(manager.all_steps()) == [1, 2, 3]
     manager.close()
     _, params = ckpt.load_for_inference(str(tmp_path))
-    np.testing.assert_allclose(np.asarray(params["dense"]["kernel"]), np.full((3, 4), 12.0))
+    np.testing.assert_allclose(np.asarray(params["dense"]["kernel"]), np.full((3, 4), 23.0))
+
+
+def test_a_transient_read_error_is_retried_and_never_taken_for_corruption(tmp_path, monkeypatch):
+    config = _config()
+    _save_steps(tmp_path, config, [1, 2]).close()
+    target = ckpt.abstract_like(_state(0))
+    manager = ckpt.make_manager(tmp_path, config.train)
+    real_restore, calls = manager.restore, []
+
+    def flaky(step, *args, **kwargs):  # the bucket times out twice, then answers
+        calls.append(step)
+        if len(calls) <= 2:
+            raise OSError("DEADLINE_EXCEEDED: reading gs://b/run/checkpoints/2/state")
+        return real_restore(step, *args, **kwargs)
+
+    monkeypatch.setattr(manager, "restore", flaky)
+    _, _, step = ckpt.restore_latest(manager, target, retry_secs=0)
+    assert step == 2 and calls == [2, 2, 2]
+    calls.clear()
+    monkeypatch.setattr(manager, "restore", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        TimeoutError("read timed out")))
+    with pytest.raises(ckpt.TransientCheckpointError, match="checkpoint step 2 .* not corrupt, retry later"):
+        ckpt.restore_latest(manager, target, retry_secs=0)
+    assert len(calls) == 3 and (tmp_path / "checkpoints" / "2").is_dir()  # retried, and left in place
+    assert not (tmp_path / "unreadable_checkpoints").exists()
+    manager.close()
 
 
 def test_config_json_is_readable_and_restores_tuples(tmp_path):
@@ -123,3 +155,18 @@ def test_resume_with_another_model_shape_fails_in_one_line(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match=r"config.model.channel_mult=\[1, 2\] there, \[1, 4\] here\); "
                        r"resume with its settings or use another --workdir$"):
         ckpt.check_same_model(tmp_path / "run", changed)
+
+
+def test_a_step_another_run_failed_to_restore_is_skipped_and_set_aside_with_its_note(tmp_path):
+    """Multi-host: a process whose restore failed leaves a note and the run exits; the relaunch's precheck
+    then rejects that step on every host instead of failing on it again."""
+    config = _config()
+    _save_steps(tmp_path, config, [1, 2]).close()
+    notes = tmp_path / "unreadable_checkpoints"
+    notes.mkdir()
+    (notes / "step-2.process-1.txt").write_text("ValueError: chunk checksum mismatch")
+    manager = ckpt.make_manager(tmp_path, config.train)
+    _, _, step = ckpt.restore_latest(manager, ckpt.abstract_like(_state(0)))
+    manager.close()
+    assert step == 1
+    assert (notes / "2" / "step-2.process-1.txt").exists() and not (notes / "step-2.process-1.txt").exists()

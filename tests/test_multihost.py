@@ -115,3 +115,51 @@ def test_every_process_loads_a_checkpoint_for_inference(tmp_path):
         result = json.loads(lines[-1][len("RESULT "):])
         assert result[str(tmp_path / "run")] == {"sum": 13.0 * 12, "local": True}  # EMA of step 3: 1*10+3
         assert result[str(tmp_path / "release")] == {"sum": 12.0, "local": True}
+
+
+AGREE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from diffariff_jax.training import mesh as mesh_lib
+
+    coordinator, process_id, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    assert mesh_lib.maybe_initialize_distributed(coordinator, 2, process_id)
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    sys.path.insert(0, "tests")
+    from test_checkpoint import _config, _state
+    from diffariff_jax.training import checkpoint as ckpt
+
+    config = _config()
+    mesh = jax.make_mesh((2, 1), ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    shapes = jax.eval_shape(lambda: _state(0))
+    target = ckpt.abstract_like(shapes, jax.tree.map(lambda _: NamedSharding(mesh, P()), shapes))
+    manager = ckpt.make_manager(workdir, config.train)
+    if jax.process_index() == 1:  # only this host cannot see the newest step's files (e.g. a stale mount)
+        real = ckpt.precheck
+        ckpt.precheck = lambda manager, step: (1, "state/_METADATA is missing") if step == 3 else real(manager, step)
+    state, position, step = ckpt.restore_latest(manager, target)
+    manager.close()
+    print("RESULT " + json.dumps({"process": jax.process_index(), "step": step, "state_step": int(state.step)}))
+""")
+
+
+def test_hosts_agree_on_the_newest_step_all_can_read(tmp_path):
+    """A step one host cannot read is skipped by all (else the hosts would start from different states)
+    and set aside once, by process 0."""
+    from test_checkpoint import _config, _save_steps
+
+    _save_steps(tmp_path / "run", _config(), [2, 3]).close()
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [subprocess.Popen([sys.executable, "-c", AGREE_SCRIPT, coordinator, str(i), str(tmp_path / "run")],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    results = []
+    for proc, (out, err) in zip(procs, outputs):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, err[-3000:]
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    assert sorted((r["process"], r["step"], r["state_step"]) for r in results) == [(0, 2, 2), (1, 2, 2)]
+    assert not (tmp_path / "run" / "checkpoints" / "3").exists()
+    assert (tmp_path / "run" / "unreadable_checkpoints" / "3").is_dir()

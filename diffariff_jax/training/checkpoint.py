@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -150,11 +152,96 @@ def abstract_like(tree: Any, shardings: Any = None) -> Any:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, dict, int] | None:
-    """Restores the newest readable checkpoint onto `abstract_state`'s shardings -> (state, data_position, step).
+# Read errors that say nothing about the checkpoint itself (storage or network trouble): retried, then
+# reported as a TransientCheckpointError, never taken for corruption (which would set a good step aside).
+TRANSIENT_TYPES = (TimeoutError, ConnectionError, InterruptedError)
+TRANSIENT_WORDS = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "Connection reset", "timed out", "503", "429",
+                   "Too Many Requests", "Service Unavailable")
+UNREADABLE_DIR = "unreadable_checkpoints"
+_OK, _CORRUPT, _TRANSIENT = 0, 1, 2
 
-    A newest checkpoint that fails to read (corrupt, partially deleted) is skipped with a warning and the
-    previous one is used; returns None when the manager has no checkpoint at all.
+
+class TransientCheckpointError(RuntimeError):
+    """A checkpoint could not be read for a reason outside it (storage, network): retry the run later."""
+
+
+def is_transient(err: BaseException) -> bool:
+    return isinstance(err, TRANSIENT_TYPES) or any(word in str(err) for word in TRANSIENT_WORDS)
+
+
+def _agree(code: int) -> int:
+    """The worst read outcome over all processes (transient > corrupt > ok), so every host restores the
+    same step: one host reading a step that another cannot would start the hosts from different states."""
+    if jax.process_count() == 1:
+        return code
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.asarray(code, np.int32))))
+
+
+def _aside_dir(manager: ocp.CheckpointManager) -> epath.Path:
+    return epath.Path(manager.directory).parent / UNREADABLE_DIR
+
+
+def _reports(manager: ocp.CheckpointManager, step: int) -> list[epath.Path]:
+    """Notes left by processes whose restore of `step` failed (see restore_latest)."""
+    aside = _aside_dir(manager)
+    return sorted(aside.glob(f"step-{step}.process-*.txt")) if aside.exists() else []
+
+
+def precheck(manager: ocp.CheckpointManager, step: int) -> tuple[int, str]:
+    """(code, reason): can this process expect to read `step`? Local file checks only, no collective: every
+    process must run the same sequence of orbax collectives, so which step to restore is agreed first."""
+    root = epath.Path(manager.directory) / str(step)
+    try:
+        if _reports(manager, step):
+            return _CORRUPT, f"a previous run failed to read it ({_reports(manager, step)[0].read_text()[:200]})"
+        for part in ("_CHECKPOINT_METADATA", "state/_METADATA", "data"):
+            if not (root / part).exists():
+                return _CORRUPT, f"{part} is missing"
+    except Exception as err:  # a storage error while looking: not evidence against the checkpoint
+        return (_TRANSIENT if is_transient(err) else _CORRUPT), f"{type(err).__name__}: {err}"
+    return _OK, ""
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int) -> epath.Path | None:
+    """Process 0 moves an unreadable step out of checkpoints/ (to unreadable_checkpoints/<step>[-k], with the
+    failure notes about it): left in place, orbax refuses to save that step again, so the final or
+    preemption save would fail. All processes call it; returns where it went (on process 0)."""
+    target = None
+    if jax.process_index() == 0:
+        source = epath.Path(manager.directory) / str(step)
+        aside = _aside_dir(manager)
+        aside.mkdir(parents=True, exist_ok=True)
+        target, k = aside / str(step), 1
+        while target.exists():
+            target, k = aside / f"{step}-{k}", k + 1
+        if source.exists():
+            source.rename(target)
+        else:
+            target.mkdir()
+        for note in _reports(manager, step):
+            note.rename(target / note.name)
+        logging.warning("moved unreadable checkpoint step %d to %s", step, target)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"set_aside_{step}")
+    manager.reload()
+    return target
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any, *, attempts: int = 3,
+                   retry_secs: float = 2.0) -> tuple[Any, dict, int] | None:
+    """Restores the newest checkpoint every process can read onto `abstract_state`'s shardings ->
+    (state, data_position, step); None when the manager has no checkpoint at all.
+
+    The processes first agree on the newest step that passes every one's `precheck`; steps failing it
+    anywhere are set aside (`set_aside`). A restore that then fails: single-process, the step is set aside
+    and the previous one tried; multi-process (the hosts' collectives are out of step by then), the process
+    leaves a note that makes the next run's precheck reject the step, and raises. A read failing for a
+    reason outside the checkpoint (storage, network: `is_transient`) is retried `attempts` times, then
+    raises TransientCheckpointError without touching the step.
     """
     manager.reload()
     steps = sorted(manager.all_steps(), reverse=True)
@@ -163,18 +250,38 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
     errors = []
     for step in steps:
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args),
-                data=ocp.args.JsonRestore(),
-            ))
-        except Exception as err:  # orbax raises many types for a damaged step; any of them means "skip it"
-            logging.warning("checkpoint step %d in %s is unreadable (%s); trying the previous one",
-                            step, manager.directory, str(err).splitlines()[0][:200])
-            errors.append(f"step {step}: {type(err).__name__}")
-            continue
-        return restored["state"], dict(restored["data"]), step
-    raise CheckpointError(f"no readable checkpoint in {manager.directory} ({'; '.join(errors)})")
+        code, message = precheck(manager, step)
+        verdict = _agree(code)
+        if verdict == _OK:
+            for attempt in range(attempts):
+                try:
+                    restored = manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args),
+                        data=ocp.args.JsonRestore(),
+                    ))
+                    return restored["state"], dict(restored["data"]), step
+                except Exception as err:  # orbax raises many types for a damaged step; classified here
+                    message = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+                    verdict = _TRANSIENT if is_transient(err) else _CORRUPT
+                    if verdict == _CORRUPT or attempt == attempts - 1:
+                        break
+                    logging.warning("checkpoint step %d: %s; retrying", step, message)
+                    time.sleep(retry_secs * (attempt + 1))
+            if verdict == _CORRUPT and jax.process_count() > 1:
+                aside = _aside_dir(manager)
+                aside.mkdir(parents=True, exist_ok=True)
+                (aside / f"step-{step}.process-{jax.process_index()}.txt").write_text(message)
+                raise TransientCheckpointError(f"checkpoint step {step} in {manager.directory} failed to restore "
+                                               f"here ({message}); the next run skips it")
+        if verdict == _TRANSIENT:
+            raise TransientCheckpointError(f"checkpoint step {step} in {manager.directory} could not be read "
+                                           f"({message or 'on another process'}); not corrupt, retry later")
+        logging.warning("checkpoint step %d in %s is unreadable (%s); trying the previous one",
+                        step, manager.directory, message or "on another process")
+        errors.append(f"step {step}: {message.split(':')[0] or 'unreadable on another process'}")
+        set_aside(manager, step)
+    raise CheckpointError(f"no readable checkpoint in {manager.directory} ({'; '.join(errors)}); the unreadable "
+                          f"steps are in {_aside_dir(manager)}")
 
 
 def _restore_params(directory: epath.Path, subtree: str | None) -> Any:
@@ -230,6 +337,14 @@ def load_for_inference(path: str | epath.Path, kind: str | None = None) -> tuple
             logging.warning("checkpoint %s/%d unreadable (%s); trying the previous one", ckpt_root, step,
                             str(err).splitlines()[0][:200])
     raise CheckpointError(f"workdir {path}: no readable checkpoint among steps {steps}")
+
+
+def load_ema_params(path: str | epath.Path, step: int) -> Any:
+    """The EMA params of one kept step of a training workdir (eval --all-checkpoints scores every step)."""
+    state = _path(path, "checkpoint") / CHECKPOINT_DIR / str(int(step)) / "state"
+    if not state.exists():
+        raise CheckpointError(f"workdir {path} holds no checkpoint at step {step}")
+    return _restore_params(state, "ema_params")
 
 
 def _check_loaded_kind(path: Any, config: ml_collections.ConfigDict, kind: str | None) -> None:

@@ -66,7 +66,14 @@ def toy_config(**train):
 
 def test_run_writes_config_metrics_and_checkpoints(tmp_path):
     config = toy_config(tensorboard=True)
-    result = loop.train(config, str(tmp_path), task=ToyTask(config), batches=toy_batches)
+    opened = []
+
+    def batches(split, start_step):
+        opened.append(split)
+        return toy_batches(split, start_step)
+
+    result = loop.train(config, str(tmp_path), task=ToyTask(config), batches=batches)
+    assert opened == ["train", "val"]  # the validation batches are read once, not at every evaluation
     assert result.step == 8 and not result.preempted
     train = read_metrics(str(tmp_path), "train")
     assert [r["step"] for r in train] == list(range(1, 9))

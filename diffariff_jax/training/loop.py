@@ -125,12 +125,23 @@ def make_eval_fn(task, state_shardings, mesh) -> Callable:
     return jax.jit(evaluate, in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh), replicated))
 
 
-def validate(eval_fn, state, batches: Batches, mesh, config) -> dict[str, float]:
-    """Mean validation loss over `train.eval_batches` fixed batches (same batches and noise every time)."""
-    raw, ema = [], []
+def validation_batches(batches: Batches, config: ml_collections.ConfigDict) -> list[dict[str, np.ndarray]]:
+    """The `train.eval_batches` fixed per-host validation batches, read once per run: rebuilding the reader
+    (latent shards reopened, the CAE's song folders rescanned) at every evaluation cost more than the loss."""
     iterator = batches("val", 0)
-    for index in range(int(config.train.eval_batches)):
-        batch = mesh_lib.make_global_batch(next(iterator), mesh)
+    try:
+        return [next(iterator) for _ in range(int(config.train.eval_batches))]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def validate(eval_fn, state, val_batches: list[dict[str, np.ndarray]], mesh, config) -> dict[str, float]:
+    """Mean validation loss over the fixed `val_batches` (the same batches and noise every time)."""
+    raw, ema = [], []
+    for index, host_batch in enumerate(val_batches):
+        batch = mesh_lib.make_global_batch(host_batch, mesh)
         key = jax.random.PRNGKey(int(config.train.seed) + 1 + index)
         loss_raw, loss_ema = eval_fn(state, batch, key)
         raw.append(float(loss_raw))
@@ -189,6 +200,7 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
     iterator = batches("train", int(data_position["step"]))
     history: list[dict] = []
     window_start, last_metrics, preempted = None, {}, False
+    val_cache: list | None = None
 
     def exclude_from_timing(since: float) -> None:
         """Validation, sampling and checkpoint time stay out of steps/s."""
@@ -238,7 +250,9 @@ def _train(config, workdir, task, batches, sample_fn, mesh) -> TrainResult:
             if int(train_cfg.eval_batches) > 0 and (step % int(train_cfg.eval_every) == 0 or step == num_steps):
                 flush(step)
                 since = time.perf_counter()
-                val = validate(eval_fn, state, batches, mesh, config)
+                if val_cache is None:
+                    val_cache = validation_batches(batches, config)
+                val = validate(eval_fn, state, val_cache, mesh, config)
                 writer.write(step, val, "val")
                 val_loss = val["val_loss"]
                 exclude_from_timing(since)

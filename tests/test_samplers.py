@@ -142,3 +142,30 @@ def test_unknown_solver_is_rejected():
     with pytest.raises(ValueError, match="sampler.solver='dpm'"):
         samplers.sample(GAUSSIAN, None, jax.random.key(0), num_frames=8, sampler_cfg=cfg)
     assert math.isclose(get_config("paper").sampler.cfg_context, 1.25)
+
+
+def test_guidance_zero_zero_is_the_unconditional_model(tiny):
+    config, denoiser, params, inp = tiny
+    x, c, a, sigma = inp["x"], inp["context"], inp["clap"], jnp.float32(0.7)
+    guided = jax.jit(lambda: samplers.guided_denoiser(denoiser, params, c, a, 0.0, 0.0)(x, sigma))()
+    uncond = _plain(denoiser, params, x, sigma, jnp.zeros_like(c), jnp.zeros_like(a), True)
+    np.testing.assert_allclose(guided, uncond, atol=2e-5)
+    assert float(jnp.abs(uncond - _plain(denoiser, params, x, sigma, c, a, False)).max()) > 1e-3
+
+
+def test_churn_zero_adds_no_noise_with_traced_sampler_params():
+    """gamma = 0 must give exactly zero churn noise: with the sampler numbers as jit arguments (as sample()
+    passes them), two different step keys must give bit-identical results."""
+    cfg = get_config("tiny").sampler
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    sp = samplers.SamplerParams(*(f32(v) for v in (cfg.sigma_min, cfg.sigma_max, cfg.rho, 0.0, cfg.churn_sigma_min,
+                                                   cfg.churn_sigma_max, 1.0, 1.0, 1.0)))
+
+    @jax.jit
+    def solve(sp, key, x):
+        sigmas = samplers.karras_sigmas(30, sp.sigma_min, sp.sigma_max, sp.rho)
+        denoise = lambda x, s: x * 0.25 / (s**2 + 0.25)  # noqa: E731
+        return samplers._solve(denoise, sigmas[0] * x, sigmas, key, jnp.int32(0), sp, "heun", None, None)
+
+    x = jax.random.normal(jax.random.key(0), (4, 32, 64))
+    np.testing.assert_array_equal(solve(sp, jax.random.key(1), x), solve(sp, jax.random.key(2), x))

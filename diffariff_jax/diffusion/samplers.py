@@ -116,15 +116,17 @@ def _solve(denoise: DenoiseFn, x: jax.Array, sigmas: jax.Array, key: jax.Array, 
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         k_churn, k_inpaint = jax.random.split(jax.random.fold_in(key, i))
         in_range = (t_cur >= sp.churn_sigma_min) & (t_cur <= sp.churn_sigma_max)
-        t_hat = t_cur * (1.0 + jnp.where(in_range, gamma_max, 0.0))
-        # max(., 0): XLA may round t_hat^2 - t_cur^2 slightly below zero when gamma = 0.
-        churn_std = jnp.sqrt(jnp.maximum(t_hat**2 - t_cur**2, 0.0)) * sp.churn_noise
+        gamma = jnp.where(in_range, gamma_max, 0.0)
+        t_hat = t_cur * (1.0 + gamma)
+        # sqrt(t_hat^2 - t_cur^2) written as t_cur sqrt(gamma (2 + gamma)): exactly 0 for gamma = 0, where
+        # the difference of squares becomes a fused multiply-add that leaves a small positive residual.
+        churn_std = t_cur * jnp.sqrt(gamma * (2.0 + gamma)) * sp.churn_noise
         x = x + churn_std * jax.random.normal(k_churn, x.shape)
         if inpaint is not None:
             x = modes.inpaint(x, inpaint[0], inpaint[1], t_hat, jax.random.normal(k_inpaint, x.shape))
         x = step_fn(denoise, x, t_hat, t_next)
-        if loop is not None:
-            x = jnp.where(i < loop[1], modes.loop_force(x, loop[0]), x)
+        if loop is not None:  # forces the input of step i + 1: steps 0..L-1 see a loop, L = loop[1]
+            x = jnp.where(i + 1 < loop[1], modes.loop_force(x, loop[0]), x)
         return x
 
     x = jax.lax.fori_loop(start, steps, body, x)

@@ -119,3 +119,15 @@ def test_prompts_are_normalised_like_captions_and_unknown_words_warn(tmp_path, c
     open_vocabulary = ClapEmbedder.from_pretrained(str(build_tiny_clap(tmp_path / "laion_like")))
     open_vocabulary.embed_text(["a cello"])  # no vocabulary.json: an open-vocabulary model, no warning
     assert not caplog.records
+
+
+def test_batched_log_mel_equals_the_feature_extractor(embedder):
+    from diffariff_jax.clap import log_mel_batch
+
+    fe = embedder.processor.feature_extractor
+    windows = [_noise(5, 10 * SR), _noise(6, 3 * SR + 17), _noise(7, int(0.4 * SR)), np.zeros(SR, np.float32)]
+    reference = np.asarray(fe(windows, sampling_rate=SR, truncation="rand_trunc", return_tensors="np")
+                           ["input_features"], np.float32)
+    got = log_mel_batch(fe, windows)
+    assert got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, atol=1e-3)

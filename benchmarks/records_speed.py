@@ -1,7 +1,10 @@
 """ArrayRecord vs TFRecord for latent records: write, sequential read, random read, and LatentReader batches.
 
     python benchmarks/records_speed.py [--examples 2000] [--frames 144] [--clap-segments 4] \
-        [--clap-dim 512]
+        [--clap-dim 512] [--shards 4] [--max-open 64] [--out FILE]
+
+LatentReader batches are measured with 1, 2 and 4 reader threads (data.reader_workers), with the number of
+shard files each holds open (bounded by data.max_open_shards; 520 shards x 4 threads used to hold 2080).
 
 Both formats store the same bytes, encoded inside the timed write loop (data/latents.py encode_example:
 float16 latents [frames, 64] x 2 + float32 CLAP [K, D]), so only the container differs. Files are read right after being
@@ -47,6 +50,7 @@ def main() -> None:
     ap.add_argument("--clap-dim", type=int, default=512)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--max-open", type=int, default=256, help="LatentReader max_open (data.max_open_shards)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "records_speed.json"))
     args = ap.parse_args()
     import tensorflow as tf
@@ -93,7 +97,9 @@ def main() -> None:
             n += len(reader.read(rng.integers(0, args.examples, args.batch)))
         res["arrayrecord_random_read_decode_ex_s"] = _rate(n, time.perf_counter() - t)
         for workers in (1, 2, 4):
-            it = LatentReader(ar, args.batch, args.crop_frames, seed=0, workers=workers).iterate(prefetch=4)
+            workers_reader = LatentReader(ar, args.batch, args.crop_frames, seed=0, workers=workers,
+                                          max_open=args.max_open)
+            it = workers_reader.iterate(prefetch=4)
             next(it)
             t = time.perf_counter()
             steps = 0
@@ -102,9 +108,12 @@ def main() -> None:
                 steps += 1
             it.close()
             res[f"latent_reader_batches_{workers}w_ex_s"] = _rate(steps * args.batch, time.perf_counter() - t)
+            res[f"latent_reader_{workers}w_open_files"] = workers_reader.readers.open_count
+            workers_reader.close()
 
     meta = {"examples": args.examples, "frames": args.frames, "crop_frames": args.crop_frames,
             "clap_segments": args.clap_segments, "clap_dim": args.clap_dim, "batch": args.batch,
+            "shards": args.shards, "max_open": args.max_open,
             "bytes_per_example": len(blobs[0]), "total_mb": round(size_mb, 1), "cpus": os.cpu_count(),
             "machine": platform.machine(), "note": "2-core machine shared with other jobs; page-cached files"}
     print(f"{args.examples} examples x {len(blobs[0]) / 1e3:.1f} kB ({size_mb:.0f} MB), {args.shards} shards")

@@ -83,7 +83,7 @@ def _data(variant: str) -> ml_collections.ConfigDict:
         "val_records_dir": "",  # latent records of held-out songs for the validation loss; "" = records_dir
         "crop_frames": 16 if variant == "tiny" else 117,  # 117 frames = 10 s at 48 kHz
         "reader_workers": 1 if variant == "tiny" else 4,  # threads building batches ahead, per host
-        "max_open_shards": 64,  # shard files a host keeps open (the usual limit is 1024 per process)
+        "max_open_shards": 256,  # shard files a host keeps open at most (the usual limit is 1024 per process)
     })
 
 

@@ -205,7 +205,7 @@ class LatentReader:
     """
 
     def __init__(self, root: str | Path, batch_size: int, crop_frames: int, seed: int = 0,
-                 process_index: int = 0, process_count: int = 1, workers: int = 1, max_open: int = 64):
+                 process_index: int = 0, process_count: int = 1, workers: int = 1, max_open: int = 256):
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
         self.root = paths.local(root, WHAT)

@@ -126,7 +126,7 @@ def make_batches(config: ml_collections.ConfigDict, split: str, start_step: int,
             reader = LatentReader(root, per_host, int(config.data.crop_frames), seed=seed,
                                   process_index=process_index, process_count=process_count,
                                   workers=int(config.data.get("reader_workers", 1)),
-                                  max_open=int(config.data.get("max_open_shards", 64)))
+                                  max_open=int(config.data.get("max_open_shards", 256)))
         except (FileNotFoundError, ValueError) as err:  # e.g. shards with no examples: every song was skipped
             raise DataSetupError(f"LDM data: {str(err).splitlines()[0]}") from None
         return reader.iterate(start_step)

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     acc = Accompanist.load(args.checkpoint, cae=args.cae, clap=args.clap)
     raw = _audio(args.context, "--context")
     # Checked, resampled and downmixed once here; generate() sees 48 kHz mono and does no more work.
-    base = None if raw is None else long_form.prepare(raw, "context", acc.sample_rate,
+    base = None if raw is None else long_form.prepare(raw, f"--context {args.context}", acc.sample_rate,
                                                       min_samples=acc.cae.hop_samples)
     context = None if base is None else (base, acc.sample_rate)
     samples = long_form.target_length(acc, base, args.seconds, mode)

@@ -130,3 +130,10 @@ def test_a_cae_changed_since_the_records_is_refused(tiny, tmp_path):
             Accompanist.load(str(tiny.workdir))
     finally:
         info_path.write_text(original)
+
+
+def test_text_prompt_needs_a_text_tower(acc, monkeypatch):
+    # Simulated: an embedder whose processor carries no tokenizer (an audio-only CLAP export).
+    monkeypatch.setattr(acc.clap.processor, "tokenizer", None)
+    with pytest.raises(CompanionError, match="has no text tower"):
+        acc.embed_text(["cello"])

@@ -116,3 +116,55 @@ def test_every_mode_runs_from_the_cli(setup, tmp_path, args):
     files = sorted(out.glob("*.wav"))
     assert len(files) == (2 if "--num-samples" in args else 1)
     assert all(_read(f).shape[0] == 2 and np.all(np.isfinite(_read(f))) for f in files)
+
+
+def _bad_files(root):
+    (root / "garbage.wav").write_bytes(b"not audio at all")
+    sf.write(root / "empty.wav", np.zeros((0, 1)), SR)
+    sf.write(root / "silent.wav", np.zeros(SR), SR)
+    sf.write(root / "nan.wav", np.full(SR, np.nan), SR, subtype="FLOAT")
+    sf.write(root / "blip.wav", 0.3 * np.ones(1000), SR)  # < one 4096-sample latent frame
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--context", "garbage.wav"], "--context {root}/garbage.wav: cannot be read as audio"),
+    (["--context", "empty.wav"], "--context {root}/empty.wav: the file holds no samples"),
+    (["--context", "nan.wav"], "--context {root}/nan.wav: contains NaN or inf samples"),
+    (["--context", "silent.wav"], "--context {root}/silent.wav: the audio is silent"),
+    (["--context", "blip.wav"], "--context {root}/blip.wav: 0.021 s is shorter than one latent frame"),
+    (["--context", "missing.wav"], "--context {root}/missing.wav: no such file"),
+    (["--context", "song.wav", "--inpaint", "song.wav", "--region", "2-9"], "region 2.0-9.0: ends after inpaint stem"),
+    (["--context", "song.wav", "--inpaint", "song.wav", "--region", "2-1"], "region 2.0-1.0: needs 0 <= START < END"),
+    (["--context", "song.wav", "--region", "1-2"], "--region needs the stem to inpaint: --inpaint FILE"),
+    (["--context", "song.wav", "--inpaint", "song.wav"], "inpaint stem: inpainting needs at least one region"),
+    (["--variation-of", "song.wav", "--strength", "1.5"], "--strength must be in [0, 1], got 1.5"),
+    (["--context", "song.wav", "--stereo-width", "-0.1"], "--stereo-width must be in [0, 1], got -0.1"),
+    (["--no-context", "--loop-repeats", "2", "--loop-strength", "2"], "--loop-strength must be in [0, 1]"),
+    (["--context", "song.wav", "--text", "a", "--prompt-mix", "3"], "--prompt-mix must be in [0, 1]"),
+    (["--no-context", "--seconds", "0"], "seconds must be > 0, got 0.0"),
+    (["--no-context", "--seconds", "-2"], "seconds must be > 0, got -2.0"),
+    (["--context", "song.wav", "--seconds", "9"], "seconds=9.0 is longer than the context (3.20 s)"),
+    (["--no-context", "--seconds", "5", "--loop-repeats", "2"], "loops fit in one window"),
+    (["--no-context", "--steps", "0"], "steps must be >= 1, got 0"),
+    (["--no-context", "--solver", "rk4"], "solver 'rk4': choose one of euler, heun"),
+    (["--context", "song.wav", "--no-context"], "--no-context and --context exclude each other"),
+    (["--checkpoint", "CAE"], "holds a 'cae' model, not 'ldm'"),
+    (["--clap", "WIDE"], "gives 48-d embeddings, the LDM {tiny} was trained on 32-d"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_bad_input_is_one_line_naming_it_and_exit_1(setup, tmp_path, capsys, args, message):
+    tiny, root = setup
+    if not (root / "garbage.wav").exists():
+        _bad_files(root)
+    if "WIDE" in args and not (root / "wide").exists():
+        from diffariff_jax.testing.tiny_clap import build_tiny_clap
+
+        build_tiny_clap(root / "wide", projection_dim=48)
+    subst = {"CAE": str(tiny.cae), "WIDE": str(root / "wide")}
+    args = [subst.get(a, str(root / a) if a.endswith(".wav") else a) for a in args]
+    checkpoint = [] if "--checkpoint" in args else ["--checkpoint", str(tiny.workdir)]
+    code = main([*checkpoint, "--out", str(tmp_path / "out"), *FAST, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert code == 1 and len(errors) == 1
+    assert message.format(root=root, tiny=tiny.workdir) in errors[0]
+    assert not (tmp_path / "out").exists()  # nothing written

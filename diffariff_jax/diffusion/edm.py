@@ -61,8 +61,9 @@ class Denoiser:
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "Denoiser":
-        """From a full LDM config (model, diffusion, train.compute_dtype)."""
-        return cls(UNet1D.from_config(config.model, config.train.compute_dtype), config.diffusion.sigma_data)
+        """From a full LDM config (model, diffusion, train.compute_dtype, train.remat)."""
+        model = UNet1D.from_config(config.model, config.train.compute_dtype, config.train.get("remat", "none"))
+        return cls(model, config.diffusion.sigma_data)
 
     @property
     def latent_dim(self) -> int:

@@ -104,7 +104,8 @@ class UNetBlock(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, emb: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, emb: jax.Array, train: bool = False) -> jax.Array:
+        # `train` is positional so that nn.remat can treat it as static (UNet1D remat="block").
         c_in = x.shape[-1]
         norm = lambda c, name: nn.GroupNorm(num_groups(c, self.max_groups), epsilon=self.eps,  # noqa: E731
                                             dtype=self.dtype, param_dtype=jnp.float32, name=name)

@@ -5,6 +5,11 @@ conditioning: the sinusoidal embedding of c_noise plus an MLP of the CLAP embedd
 embedding where CLAP is dropped), mapped to one vector that reaches every residual block. Any frame
 count works: frames are zero-padded to a multiple of 2^(scales-1) inside and the output is cropped.
 The EDM preconditioning (c_skip, c_out, c_in, c_noise) lives outside, in diffusion/edm.py.
+
+Rematerialisation (`remat`, from config.train.remat; the parameters are the same in every mode):
+  "none"   the backward pass reads every activation the forward pass stored;
+  "block"  each residual block keeps only its input and is recomputed in the backward pass;
+  "full"   the whole network keeps only its inputs (one more forward pass, the least memory).
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from diffariff_jax.models.layers import Conv1d, Dtype, UNetBlock, num_groups, positional_embedding
+
+REMAT_MODES = ("none", "block", "full")
 
 
 class UNet1D(nn.Module):
@@ -34,17 +41,21 @@ class UNet1D(nn.Module):
     max_norm_groups: int = 32
     dropout: float = 0.0
     dtype: Dtype = jnp.float32
+    remat: str = "none"
 
     @classmethod
-    def from_config(cls, model_cfg: ml_collections.ConfigDict, compute_dtype: str = "float32") -> "UNet1D":
-        """Builds the UNet from `config.model`; `compute_dtype` is usually `config.train.compute_dtype`."""
+    def from_config(cls, model_cfg: ml_collections.ConfigDict, compute_dtype: str = "float32",
+                    remat: str = "none") -> "UNet1D":
+        """Builds the UNet from `config.model`; `compute_dtype` and `remat` usually come from `config.train`."""
+        if remat not in REMAT_MODES:
+            raise ValueError(f"train.remat={remat!r}; choose one of {', '.join(REMAT_MODES)}")
         return cls(latent_dim=model_cfg.latent_dim, clap_dim=model_cfg.clap_dim, channels=model_cfg.channels,
                    channel_mult=tuple(model_cfg.channel_mult), num_res_blocks=model_cfg.num_res_blocks,
                    attn_levels=tuple(model_cfg.attn_levels), attn_head_channels=model_cfg.attn_head_channels,
                    emb_mult=model_cfg.emb_mult, noise_channels_mult=model_cfg.noise_channels_mult,
                    max_positions=model_cfg.max_positions, skip_scale=model_cfg.skip_scale,
                    norm_eps=model_cfg.norm_eps, max_norm_groups=model_cfg.max_norm_groups,
-                   dropout=model_cfg.dropout, dtype=jnp.dtype(compute_dtype))
+                   dropout=model_cfg.dropout, dtype=jnp.dtype(compute_dtype), remat=remat)
 
     @property
     def frame_multiple(self) -> int:
@@ -96,7 +107,13 @@ class UNet1D(nn.Module):
         h = jnp.concatenate([x, context], axis=-1).astype(self.dtype)
         h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
         emb = self._embedding(c_noise, clap, clap_dropped)
-        block = lambda c, name, **kw: UNetBlock(  # noqa: E731
+        network = nn.remat(UNet1D._network, static_argnums=(3,)) if self.remat == "full" else UNet1D._network
+        return network(self, h, emb, train)[:, :frames].astype(jnp.float32)
+
+    def _network(self, h: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
+        """Encoder, middle and decoder: h [batch, padded frames, 2*latent_dim] -> [batch, padded frames, latent_dim]."""
+        block_cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat == "block" else UNetBlock
+        block = lambda c, name, **kw: block_cls(  # noqa: E731
             c, dropout=self.dropout, skip_scale=self.skip_scale, head_channels=self.attn_head_channels,
             max_groups=self.max_norm_groups, eps=self.norm_eps, dtype=self.dtype, name=name, **kw)
 
@@ -107,10 +124,10 @@ class UNet1D(nn.Module):
             if level == 0:
                 h = Conv1d(c, dtype=self.dtype, name="enc_in")(h)
             else:
-                h = block(h.shape[-1], f"enc{level}_down", resample="down")(h, emb, train=train)
+                h = block(h.shape[-1], f"enc{level}_down", resample="down")(h, emb, train)
             skips.append(h)
             for i in range(self.num_res_blocks):
-                h = block(c, f"enc{level}_block{i}", attention=level in self.attn_levels)(h, emb, train=train)
+                h = block(c, f"enc{level}_block{i}", attention=level in self.attn_levels)(h, emb, train)
                 skips.append(h)
 
         # Decoder: a middle pair at the lowest resolution, then num_res_blocks+1 blocks per level.
@@ -118,16 +135,15 @@ class UNet1D(nn.Module):
         for level in reversed(range(len(self.channel_mult))):
             c = self.channels * self.channel_mult[level]
             if level == last:
-                h = block(h.shape[-1], "mid0", attention=True)(h, emb, train=train)
-                h = block(h.shape[-1], "mid1")(h, emb, train=train)
+                h = block(h.shape[-1], "mid0", attention=True)(h, emb, train)
+                h = block(h.shape[-1], "mid1")(h, emb, train)
             else:
-                h = block(h.shape[-1], f"dec{level}_up", resample="up")(h, emb, train=train)
+                h = block(h.shape[-1], f"dec{level}_up", resample="up")(h, emb, train)
             for i in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 attn = i == self.num_res_blocks and level in self.attn_levels
-                h = block(c, f"dec{level}_block{i}", attention=attn)(h, emb, train=train)
+                h = block(c, f"dec{level}_block{i}", attention=attn)(h, emb, train)
 
         h = nn.silu(nn.GroupNorm(num_groups(h.shape[-1], self.max_norm_groups), epsilon=self.norm_eps,
                                  dtype=self.dtype, param_dtype=jnp.float32, name="out_norm")(h))
-        h = Conv1d(self.latent_dim, zero_init=True, dtype=self.dtype, name="out_conv")(h)
-        return h[:, :frames].astype(jnp.float32)
+        return Conv1d(self.latent_dim, zero_init=True, dtype=self.dtype, name="out_conv")(h)

@@ -1,0 +1,202 @@
+"""What a compiled program costs on one chip of a target topology: memory, FLOPs, time estimate, collectives.
+
+`jax.jit(f).lower(abstract_args).compile()` for devices of a TPU topology that is not attached (libtpu's
+`get_topology_desc`, see `topology_devices`) returns the TPU compiler's own analyses, per chip:
+    memory_analysis():  argument, output, alias (donated inputs reused as outputs), temporary, code bytes;
+                        in use at once  total = argument + output - alias + temp (+ code);
+    cost_analysis():    "flops" and "bytes accessed" of the SPMD-partitioned module (one chip's share), and
+                        "optimal_seconds": a per-op roofline  sum_op max(flops_op / peak, bytes_op / HBM bw);
+    as_text():          the compiled HLO; collectives are counted from it, and every scheduled op carries
+                        the TPU cost model's "estimated_cycles", which `time_shares` sums by kind of work.
+Nothing is allocated and nothing runs: a report is what the compiler predicts, and is labelled so.
+Loops (the sampler's fori_loop) appear once in the HLO: their collectives and cycles are counted once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Sequence
+
+import jax
+
+GIB = 2**30
+# HBM per chip by jax `device_kind` (datasheets): v4 32 GiB, v5e 16 GiB, v5p 95 GiB, v6e 32 GiB.
+HBM_BYTES = {"TPU v4": 32 * GIB, "TPU v5 lite": 16 * GIB, "TPU v5e": 16 * GIB, "TPU v5p": 95 * GIB,
+             "TPU v5": 95 * GIB, "TPU v6 lite": 32 * GIB, "TPU v6e": 32 * GIB}
+COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
+_BYTES_PER = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
+              "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+_ARRAY = re.compile(r"\b(" + "|".join(_BYTES_PER) + r")\[([0-9,]*)\]")
+# "  %name = SHAPE opcode(operands), attributes" -- SHAPE may be a tuple with /*index=N*/ comments.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (?P<shape>.*?) (?P<op>[a-z][a-z0-9-]*)\((?P<rest>.*)$")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%(?P<name>\S+) .*\{$")
+
+
+class AotError(ValueError):
+    """A topology or program that cannot be compiled ahead of time (one-line message)."""
+
+
+def topology_devices(name: str) -> list[jax.Device]:
+    """Abstract devices of TPU topology `name` ("v5p:2x2x2", "v4:2x2x4", "v5e:8x8", "v6e:4x4"), no TPU needed."""
+    from jax.experimental import topologies
+
+    try:
+        return list(topologies.get_topology_desc(platform="tpu", topology_name=name).devices)
+    except Exception as err:  # libtpu raises plain RuntimeErrors / XlaRuntimeErrors with long texts
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AotError(f"--topology {name!r}: libtpu cannot describe it ({first}); write e.g. v5p:2x2x2, "
+                       "v4:2x2x4, v5e:8x8 or v6e:4x4 (pip install libtpu, the jax[tpu] pin)") from None
+
+
+def hbm_bytes(device: jax.Device, override_gib: float = 0.0) -> int:
+    """HBM of one chip: `override_gib` when given, else the datasheet value for its device kind."""
+    if override_gib:
+        return int(override_gib * GIB)
+    kind = getattr(device, "device_kind", "")
+    for prefix in sorted(HBM_BYTES, key=len, reverse=True):
+        if kind.startswith(prefix):
+            return HBM_BYTES[prefix]
+    raise AotError(f"HBM size of a {kind!r} chip is unknown; pass --hbm_gib")
+
+
+def _array_bytes(text: str) -> list[int]:
+    sizes = []
+    for dtype, dims in _ARRAY.findall(text):
+        count = math.prod(int(d) for d in dims.split(",") if d) if dims else 1
+        sizes.append(count * _BYTES_PER[dtype])
+    return sizes
+
+
+def _instructions(hlo_text: str):
+    """(computation name, opcode, result shape text, rest of line) for every instruction of the module."""
+    computation = ""
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group("name")
+            continue
+        match = _INSTRUCTION.match(line)
+        if match:
+            yield computation, match.group("op"), match.group("shape"), match.group("rest")
+
+
+def collectives(hlo_text: str) -> dict[str, dict[str, float]]:
+    """{collective: {"count", "bytes"}}: static count in the compiled HLO and bytes of its results per chip.
+
+    Async pairs count once, at their -start; an all-gather-start's result tuple also holds its operand, so
+    only its largest array counts there.
+    """
+    out = {name: {"count": 0, "bytes": 0.0} for name in COLLECTIVES}
+    for _, op, shape, rest in _instructions(hlo_text):
+        base = op[:-len("-start")] if op.endswith("-start") else op
+        if op == "async-start":
+            called = re.search(r"calls=%([a-z-]+)", rest)
+            base = called.group(1).rstrip("-.0123456789") if called else ""
+        if base not in out:
+            continue
+        sizes = _array_bytes(shape)
+        moved = sum(sizes) if base == "all-reduce" or op == base else max(sizes, default=0)
+        out[base]["count"] += 1
+        out[base]["bytes"] += moved
+    return out
+
+
+def _kind_of_work(op: str, rest: str, matmul_computations: set[str]) -> str:
+    """The bucket an op's estimated cycles go to, from its opcode, the fused computation it calls and the
+    source op_name XLA kept in its metadata (Flax module names are capitalised path segments)."""
+    called = re.search(r"calls=%([^\s,]+)", rest)
+    name = re.search(r'op_name="([^"]*)"', rest)
+    parts = name.group(1).split("/") if name else []
+    if op in ("convolution", "dot") or (called and called.group(1) in matmul_computations):
+        return "matmul/conv"
+    if any(op.startswith(c) for c in COLLECTIVES) or op in ("async-start", "async-done"):
+        return "collectives"
+    if op in ("copy", "copy-start", "copy-done", "transpose"):
+        return "layout copies"
+    if not any(re.search(r"(^|\()[A-Z]", part) for part in parts):
+        return "outside the network (optimizer, EMA, loss, RNG)"
+    if any("norm" in part for part in parts[-3:-1]):  # e.g. .../dec0_block1/norm0/reduce_sum
+        return "group norm"
+    return "network elementwise"
+
+
+def time_shares(hlo_text: str) -> dict[str, float]:
+    """Share of the TPU cost model's estimated cycles per kind of work (sums to 1; {} on other backends)."""
+    matmul_computations, computation, lines = set(), "", hlo_text.splitlines()
+    for line in lines:
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group("name")
+        elif " convolution(" in line or " dot(" in line:
+            matmul_computations.add(computation)
+    totals: dict[str, float] = {}
+    for _, op, _, rest in _instructions(hlo_text):
+        cycles = re.search(r'"estimated_cycles":"(\d+)"', rest)
+        if cycles:
+            kind = _kind_of_work(op, rest, matmul_computations)
+            totals[kind] = totals.get(kind, 0.0) + float(cycles.group(1))
+    whole = sum(totals.values())
+    return {k: v / whole for k, v in sorted(totals.items(), key=lambda kv: -kv[1])} if whole else {}
+
+
+@dataclasses.dataclass
+class ProgramReport:
+    """One compiled program on one chip of the target. Bytes and FLOPs are per chip; times are estimates."""
+
+    name: str
+    compile_s: float
+    argument_bytes: int
+    output_bytes: int
+    alias_bytes: int
+    temp_bytes: int
+    code_bytes: int
+    hbm_bytes: int
+    xla_flops: float  # one chip's share, from cost_analysis
+    analytic_flops: float | None  # the model's analytic count over all chips / number of chips
+    bytes_accessed: float
+    estimated_s: float | None  # XLA's per-op roofline ("optimal_seconds")
+    estimated_mfu: float | None  # analytic FLOPs / (estimated_s * peak)
+    collectives: dict[str, dict[str, float]]
+    time_shares: dict[str, float]
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes in use at once on a chip: inputs, outputs not aliased onto donated inputs, temporaries, code."""
+        return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
+
+    def fit(self, headroom: float) -> str:
+        """"fits (N% free)", "tight (N% free)" under `headroom`, or "short by X GiB"."""
+        free = self.hbm_bytes - self.total_bytes
+        if free < 0:
+            return f"short by {-free / GIB:.2f} GiB"
+        share = free / self.hbm_bytes
+        return f"{'fits' if share >= headroom else 'tight'} ({100 * share:.0f}% free)"
+
+    def fits(self, headroom: float) -> bool:
+        return self.hbm_bytes - self.total_bytes >= headroom * self.hbm_bytes
+
+    def to_json(self, headroom: float) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(total_bytes=self.total_bytes, fit=self.fit(headroom), fits=self.fits(headroom),
+                   flops_ratio=None if not self.analytic_flops else self.xla_flops / self.analytic_flops)
+        return out
+
+
+def report(name: str, compiled: Any, compile_s: float, device: jax.Device, num_chips: int,
+           analytic_total_flops: float | None, hbm: int, peak_flops: float) -> ProgramReport:
+    """Reads the compiler's analyses of `compiled` (a jax.stages.Compiled) into a ProgramReport."""
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, Sequence) and not isinstance(cost, dict) else (cost or {})
+    text = compiled.as_text()
+    analytic = analytic_total_flops / num_chips if analytic_total_flops else None
+    estimated = float(cost["optimal_seconds"]) if cost.get("optimal_seconds") else None
+    mfu = analytic / (estimated * peak_flops) if analytic and estimated and peak_flops else None
+    return ProgramReport(
+        name=name, compile_s=compile_s, argument_bytes=int(memory.argument_size_in_bytes),
+        output_bytes=int(memory.output_size_in_bytes), alias_bytes=int(memory.alias_size_in_bytes),
+        temp_bytes=int(memory.temp_size_in_bytes), code_bytes=int(memory.generated_code_size_in_bytes),
+        hbm_bytes=hbm, xla_flops=float(cost.get("flops", 0.0)), analytic_flops=analytic,
+        bytes_accessed=float(cost.get("bytes accessed", 0.0)), estimated_s=estimated, estimated_mfu=mfu,
+        collectives=collectives(text), time_shares=time_shares(text))

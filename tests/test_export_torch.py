@@ -203,3 +203,32 @@ def test_bad_state_dicts_name_the_tensors(exported, tmp_path, capsys):
         one_line_error(capsys, label, needles[label])
     assert export_main(["--from", "torch", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
     one_line_error(capsys, "not an exported PyTorch folder")
+
+
+def test_release_bundle_companions_travel_both_ways(release, tmp_path):
+    """A release bundle (cae/, clap/, accompanist.json): the export carries the CAE as a PyTorch CAE folder
+    and the CLAP as it is; the way back rebuilds a bundle that Accompanist.load accepts."""
+    from diffariff_jax import release_bundle
+    from diffariff_jax.accompanist import Accompanist
+    from diffariff_jax.autoencoder import Autoencoder
+    from diffariff_jax.clap import ClapEmbedder
+    from diffariff_jax.export.torch_port import ConsistencyAutoencoder
+    from diffariff_jax.testing.tiny_clap import build_tiny_clap
+    from export_fixture import tiny_cae
+
+    _, config, _, params = release
+    cae = Autoencoder(*tiny_cae(seed=4))
+    clap = ClapEmbedder.from_pretrained(str(build_tiny_clap(tmp_path / "clap_src")))
+    bundle = tmp_path / "bundle"
+    release_bundle.write_release(bundle, config, params, cae=cae, clap=clap, step=7, ldm_fingerprint="0" * 16)
+    out = tmp_path / "exported"
+    assert export_main(["--checkpoint", str(bundle), "--to", "torch", "--out", str(out)]) == 0
+    assert ConsistencyAutoencoder.from_pretrained(out / "cae").latent_dim == 64
+    assert (out / "clap" / "config.json").exists() and (out / "accompanist.json").exists()
+    assert "cae/" in json.loads((out / "config.json").read_text())["export"]["companions"]["cae"]
+    back = tmp_path / "back"
+    assert export_main(["--from", "torch", "--checkpoint", str(out), "--out", str(back)]) == 0
+    acc = Accompanist.load(str(back))
+    assert acc.clap_dim == config.model.clap_dim and acc.sample_rate == cae.sample_rate
+    for a, b in zip(jax.tree.leaves(acc.cae.params), jax.tree.leaves(cae.params)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -7,6 +7,9 @@
       reads such a folder (possibly fine-tuned in PyTorch) back into a release dir for generate and eval.
   python -m diffariff_jax.export --from music2latent --checkpoint music2latent.pt --out DIR
       converts the public Music2Latent PyTorch checkpoint into a CAE release dir.
+  python -m diffariff_jax.export --checkpoint runs/cae --to music2latent --out DIR
+      writes DIR/music2latent.pt for an m2l-shaped CAE, which the music2latent package loads with
+      EncoderDecoder(load_path_inference=...).
 
 --checkpoint takes a training workdir (its newest checkpoint) or a release dir. Every failure is one line
 naming the input, exit status 1. Each direction is one entry of IMPORTERS / EXPORTERS.
@@ -55,21 +58,40 @@ def _export_torch(args: argparse.Namespace) -> str:
     kind_of(config, args.checkpoint)
     check_out_dir(out, args.overwrite)
     which = "raw" if args.raw_params else "ema"
-    info = to_torch_folder(config, params, out, source=str(args.checkpoint), which=which)
+    info = to_torch_folder(config, params, out, source=str(args.checkpoint), which=which,
+                           bundle_root=paths.resolve(args.checkpoint, "--checkpoint"))
     return (f"wrote {out}: {config.kind} ({config.get('variant', '?')}), {info['parameters']:,} parameters "
             f"({which} params) as model.safetensors + config.json + diffariff_torch/ + README.md")
+
+
+def _export_music2latent(args: argparse.Namespace) -> str:
+    from diffariff_jax.export.music2latent import MUSIC2LATENT_SAMPLE_RATE, check_music2latent_shape, save_music2latent
+    from diffariff_jax.export.torch_folder import check_out_dir
+
+    out = paths.local(args.out, "--out")
+    config, params = _checkpoint_params(args)
+    check_music2latent_shape(config, args.checkpoint)
+    check_out_dir(out, args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    count = save_music2latent(params, out / "music2latent.pt")
+    rate = int(config.data.sample_rate)
+    note = "" if rate == MUSIC2LATENT_SAMPLE_RATE else (
+        f"; trained at {rate} Hz, while Music2Latent assumes {MUSIC2LATENT_SAMPLE_RATE} Hz input")
+    return (f"wrote {out / 'music2latent.pt'}: {count} tensors; load it with "
+            f"music2latent.EncoderDecoder(load_path_inference=...){note}")
 
 
 def _import_torch(args: argparse.Namespace) -> str:
     import jax
 
-    from diffariff_jax.export.torch_folder import from_torch_folder
+    from diffariff_jax.export.torch_folder import from_torch_folder, import_bundle
     from diffariff_jax.training.checkpoint import save_release
 
     folder = paths.local(args.checkpoint, "--checkpoint")
     config, params = from_torch_folder(folder)
     out = _release_out(args)
     save_release(out, config, params)
+    import_bundle(folder, out)
     count = sum(int(v.size) for v in jax.tree.leaves(params))
     return f"wrote {out}: {config.kind} release, {count:,} parameters from {folder}"
 
@@ -88,7 +110,7 @@ def _import_music2latent(args: argparse.Namespace) -> str:
 
 
 IMPORTERS = {"music2latent": _import_music2latent, "torch": _import_torch}
-EXPORTERS = {"torch": _export_torch}
+EXPORTERS = {"torch": _export_torch, "music2latent": _export_music2latent}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,23 +6,19 @@
 
 The folder's config.json is the JAX run's resolved config; its `model` section builds the UNet, its
 `diffusion.sigma_data` the preconditioning and its `sampler` section gives the sampling defaults.
-This file imports only torch, safetensors and the stdlib.
+This file imports only torch (and the package's folder and sampling helpers).
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import sampling
 from .edm import Denoiser
+from .folder import read_folder, write_folder
 from .unet1d import UNet1D
-
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 UNET_KEYS = ("latent_dim", "clap_dim", "channels", "channel_mult", "num_res_blocks", "attn_levels",
              "attn_head_channels", "emb_mult", "noise_channels_mult", "max_positions", "skip_scale",
              "norm_eps", "max_norm_groups", "dropout")
@@ -42,24 +38,15 @@ class LatentDiffusion(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "LatentDiffusion":
         """Loads an exported folder (strict: every tensor must match the config's architecture)."""
-        folder = Path(folder)
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config, state = read_folder(folder)
         model = cls(config)
-        model.denoiser.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=True)
+        model.denoiser.model.load_state_dict(state, strict=True)
         return model.to(device).eval()
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Writes config.json and model.safetensors (plus this code) into `folder`, which
         `python -m diffariff_jax.export --from torch --checkpoint FOLDER` converts back to a JAX release."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True))
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.denoiser.model.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
-        code = Path(__file__).parent
-        if code.resolve() != (folder / code.name).resolve():
-            shutil.copytree(code, folder / code.name, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+        write_folder(folder, self.config, self.denoiser.model.state_dict())
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, context: torch.Tensor, clap: torch.Tensor,
                 clap_dropped: torch.Tensor) -> torch.Tensor:

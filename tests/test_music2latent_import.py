@@ -36,15 +36,20 @@ def random_state_dict(seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, monkeypatch_module):
+def m2l_paths(tmp_path_factory):
+    """(their checkpoint, our release dir converted from it by the import CLI)."""
     tmp = tmp_path_factory.mktemp("m2l")
     ckpt = tmp / "music2latent.pt"
     torch.save({"gen_state_dict": random_state_dict(0)}, ckpt)
-    monkeypatch_module.setattr(m2l_inference, "download_model", lambda: None)
-    theirs = m2l_inference.EncoderDecoder(load_path_inference=str(ckpt), device="cpu")
     assert export_main(["--from", "music2latent", "--checkpoint", str(ckpt), "--out", str(tmp / "release")]) == 0
-    ours = Autoencoder.load(str(tmp / "release"))
-    return theirs, ours
+    return ckpt, tmp / "release"
+
+
+@pytest.fixture(scope="module")
+def models(m2l_paths, monkeypatch_module):
+    monkeypatch_module.setattr(m2l_inference, "download_model", lambda: None)
+    theirs = m2l_inference.EncoderDecoder(load_path_inference=str(m2l_paths[0]), device="cpu")
+    return theirs, Autoencoder.load(str(m2l_paths[1]))
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,40 @@ def test_bad_checkpoints_get_one_line_errors(tmp_path, capsys):
     assert "no 'gen_state_dict'" in capsys.readouterr().err
     with pytest.raises(ConversionError, match="lacks 'encoder.conv_inp.weight'"):
         convert_state_dict({"conv_inp.weight": np.zeros((64, 2, 3, 3), np.float32)})
+
+
+def test_export_to_music2latent_loads_in_the_package(m2l_paths, models, tmp_path):
+    """Our m2l CAE -> `--to music2latent` -> the real package's EncoderDecoder: the same tensors as the
+    checkpoint it was imported from (the never-called proj_emb layers as zeros), and its encode matches ours."""
+    ckpt, release = m2l_paths
+    _, ours = models
+    assert export_main(["--checkpoint", str(release), "--to", "music2latent", "--out", str(tmp_path / "m2l")]) == 0
+    exported = tmp_path / "m2l" / "music2latent.pt"
+    new = torch.load(exported, weights_only=False)["gen_state_dict"]
+    old = torch.load(ckpt, weights_only=False)["gen_state_dict"]
+    assert set(new) == set(old)
+    unused = [k for k in old if k.startswith("decoder.bottleneck_layers.") and ".proj_emb." in k]
+    assert len(unused) == 8
+    for k in old:
+        assert torch.equal(new[k], torch.zeros_like(old[k]) if k in unused else old[k]), k
+    again = m2l_inference.EncoderDecoder(load_path_inference=str(exported), device="cpu")
+    audio = (0.3 * np.random.default_rng(5).standard_normal(LATENT_FRAMES * 4096 + 1536)).astype(np.float32)
+    lat_package = again.encode(audio).numpy().transpose(0, 2, 1)
+    spec = to_representation_encoder(torch.from_numpy(audio[None])).numpy().transpose(0, 2, 3, 1)
+    lat_ours = np.asarray(ours.model.apply(ours.params, jnp.asarray(spec), method=CAE.encode)) / ours.latent_scale
+    assert np.abs(lat_package - lat_ours).max() < 1e-4
+
+
+def test_export_to_music2latent_needs_the_m2l_shape(tmp_path, capsys):
+    from diffariff_jax.training.checkpoint import save_release
+    from export_fixture import tiny_cae, tiny_ldm
+
+    save_release(tmp_path / "tiny_cae", *tiny_cae())
+    assert export_main(["--checkpoint", str(tmp_path / "tiny_cae"), "--to", "music2latent", "--out",
+                        str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an m2l-shaped CAE" in err and "base_channels=4 (m2l: 64)" in err
+    config, _, params = tiny_ldm()
+    save_release(tmp_path / "ldm", config, params)
+    assert export_main(["--checkpoint", str(tmp_path / "ldm"), "--to", "music2latent", "--out", str(tmp_path / "o")]) == 1
+    assert "holds a 'ldm' model; --to music2latent needs a CAE" in capsys.readouterr().err

@@ -209,3 +209,57 @@ def convert_checkpoint(path: str | Path) -> tuple[ml_collections.ConfigDict, dic
     """Music2Latent .pt file -> (our config, Flax params)."""
     config = music2latent_config()
     return config, convert_state_dict(load_state_dict(path), CAEShape.from_config(config.model))
+
+
+def check_music2latent_shape(config: ml_collections.ConfigDict, source: Any) -> None:
+    """Raises ConversionError unless `config` is a CAE of Music2Latent's architecture (configs/cae.py:m2l)."""
+    if config.get("kind") != "cae":
+        raise ConversionError(f"{source} holds a {config.get('kind')!r} model; --to music2latent needs a CAE "
+                              "of the m2l shape (configs/cae.py:m2l)")
+    want, got = CAEShape.from_config(music2latent_config().model), CAEShape.from_config(config.model)
+    differ = [f"{f}={getattr(got, f)!r} (m2l: {getattr(want, f)!r})" for f in want.__dataclass_fields__
+              if getattr(got, f) != getattr(want, f)]
+    if differ:
+        raise ConversionError(f"{source} is not an m2l-shaped CAE, which --to music2latent needs "
+                              f"(configs/cae.py:m2l): {', '.join(differ)}")
+    scale = float(config.inference.latent_scale)
+    if scale != 0.06:
+        raise ConversionError(f"{source}: inference.latent_scale={scale}; Music2Latent divides its latents by 0.06")
+
+
+def to_state_dict(params: Any, template: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Our CAE params {"params": ...} -> a Music2Latent `gen_state_dict` with the names and shapes of
+    `template` (name -> shape, e.g. from music2latent.models.UNet().state_dict()).
+
+    The inverse of convert_state_dict without a second name table: converting a state dict whose every
+    element holds its own (tensor number, position) tells where each of our params came from. Tensors
+    the import leaves out (the never-called proj_emb layers) are written as zeros.
+    """
+    names = sorted(template)
+    number = {n: np.full(template[n], i, np.float32) for i, n in enumerate(names)}
+    position = {n: np.arange(int(np.prod(template[n])), dtype=np.float32).reshape(template[n]) for n in names}
+    if max(len(names), *(int(np.prod(s)) for s in template.values())) >= 2**24:
+        raise ConversionError("a tensor is too large for exact float32 position tracking")
+    where_tensor = convert_state_dict(number)
+    where_pos = jax.tree.leaves(convert_state_dict(position))
+    if jax.tree.structure(where_tensor) != jax.tree.structure(params):
+        raise ConversionError("these params do not have the m2l CAE's structure")
+    out = {n: np.zeros(int(np.prod(template[n])), np.float32) for n in names}
+    for value, tensor, pos in zip(jax.tree.leaves(params), jax.tree.leaves(where_tensor), where_pos):
+        out[names[int(tensor.flat[0])]][pos.astype(np.int64).ravel()] = np.asarray(value, np.float32).ravel()
+    return {n: out[n].reshape(template[n]) for n in names}
+
+
+def save_music2latent(params: Any, path: Path) -> int:
+    """Writes `{"gen_state_dict": ...}` to `path` (what EncoderDecoder(load_path_inference=path) loads).
+    Needs the music2latent package for its architecture's names and shapes. Returns the tensor count."""
+    import torch
+
+    try:
+        from music2latent.models import UNet
+    except ImportError:
+        raise ConversionError("--to music2latent needs the music2latent package (pip install music2latent==0.1.8)") from None
+    template = {k: tuple(v.shape) for k, v in UNet().state_dict().items()}
+    sd = to_state_dict(params, template)
+    torch.save({"gen_state_dict": {k: torch.from_numpy(v) for k, v in sd.items()}}, str(path))
+    return len(sd)

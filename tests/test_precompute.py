@@ -173,3 +173,13 @@ def test_mixes_per_minute_and_silence_checked_before_gain(tmp_path):
     assert {r.song_id for r in recs} == {"00000_synth"}
     assert len(recs) == 6  # 3 s at 120 per minute = 6 > the minimum 2
     assert s["skipped"]["target silent in its segment"] == 6
+
+
+def test_host_split_from_flags_or_the_launchers_environment():
+    from diffariff_jax.precompute_plan import host_split
+
+    assert host_split(None, None, {}) == (0, 1)
+    assert host_split(3, 4, {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}) == (3, 4)  # flags win
+    assert host_split(None, None, {"JAX_PROCESS_ID": "1", "JAX_NUM_PROCESSES": "3"}) == (1, 3)
+    assert host_split(None, None, {"SLURM_PROCID": "5", "SLURM_NTASKS": "8"}) == (5, 8)
+    assert host_split(None, None, {"TPU_WORKER_ID": "2", "TPU_WORKER_HOSTNAMES": "a,b,c,d"}) == (2, 4)

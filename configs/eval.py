@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.generation_seed = 0         # sampler noise
     config.conditions = CONDITIONS
     config.baselines = BASELINES
+    config.apa_pairings = 4            # mismatched pairings pooled into APA's R' (K x N mixes)
     config.text_template = "{instrument}"  # the text prompt of an example (its target's instrument name)
     config.generate_batch = 16 if tiny else 32  # examples per sampler call
     config.sampler = _sampler(8 if tiny else 30)

@@ -71,6 +71,11 @@ def embed(acc: Any, wavs: np.ndarray, cfg: ml_collections.ConfigDict, desc: str,
     return np.concatenate(out)
 
 
+def mismatch_seed(cfg: ml_collections.ConfigDict, k: int) -> int:
+    """The seed of APA's k-th mismatched pairing (the random-stem baseline draws with seed + 1)."""
+    return int(cfg.seed) * 1009 + 100 + k
+
+
 def segment_samples(acc: Any, cfg: ml_collections.ConfigDict) -> int:
     frames = int(cfg.examples.segment_frames) or acc.window_frames
     return frames * acc.cae.hop_samples
@@ -122,8 +127,8 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
            "matching": embed(acc, e.context + e.target, cfg, "real", counts),
            "vocab": acc.embed_text(conditions_lib.text_prompts(prep.vocab, cfg.text_template))}
     if prep.apa_skipped is None:
-        perm = metrics.mismatch_permutation(e.song_ids, int(cfg.seed))
-        out["mismatched"] = embed(acc, e.context[perm] + e.target, cfg, "real", counts)
+        perms = [metrics.mismatch_permutation(e.song_ids, mismatch_seed(cfg, k)) for k in range(int(cfg.apa_pairings))]
+        out["mismatched"] = np.concatenate([embed(acc, e.context[p] + e.target, cfg, "real", counts) for p in perms])
     names = set(cfg.baselines)
     if "real_other_spans" in names:
         out["real_other_spans/stems"] = embed(acc, r.target, cfg, "real", counts)

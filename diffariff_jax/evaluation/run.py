@@ -38,7 +38,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         baselines.check_names(cfg.baselines)
     except ValueError as err:
         raise EvalError(str(err)) from None
-    for key in ("num_examples", "generate_batch"):
+    for key in ("num_examples", "generate_batch", "apa_pairings"):
         if int(cfg[key]) < 1:
             raise EvalError(f"--config.{key} must be >= 1, got {cfg[key]}")
     if int(cfg.bootstrap.num_resamples) < 1 or not 0 < float(cfg.bootstrap.confidence) < 1:

@@ -1,0 +1,93 @@
+"""Evaluation pieces without a model: bootstrap intervals against closed forms, the cache, --all-checkpoints."""
+import numpy as np
+import pytest
+
+from diffariff_jax.evaluation import scoring
+from diffariff_jax.evaluation.cache import EmbeddingCache
+from eval_fixtures import tiny_eval_config
+
+
+def test_bootstrap_intervals_match_the_normal_approximation():
+    """For a mean of n i.i.d. values the 95% interval is about mean +- 1.96 sd / sqrt(n)."""
+    rng = np.random.default_rng(0)
+    n, p = 400, 0.3
+    real, stems = rng.normal(size=(n, 6)), rng.normal(size=(n, 6))
+    per = {"clap_score": rng.normal(0.2, 0.1, size=n), "instrument_correct": (rng.uniform(size=n) < p).astype(float)}
+    cfg = tiny_eval_config()
+    cfg.bootstrap.num_resamples = 300
+    out = scoring.score(real, stems, stems, None, per, cfg.metrics, cfg.bootstrap, seed=0)
+    acc = per["instrument_correct"].mean()
+    width = out["instrument_acc"]["high"] - out["instrument_acc"]["low"]
+    assert width == pytest.approx(2 * 1.96 * np.sqrt(acc * (1 - acc) / n), rel=0.2)
+    width = out["clap_score"]["high"] - out["clap_score"]["low"]
+    assert width == pytest.approx(2 * 1.96 * per["clap_score"].std() / np.sqrt(n), rel=0.2)
+    assert out["apa"] is None
+    for m in ("fad", "mmd2", "density", "coverage", "clap_score", "instrument_acc"):
+        assert out[m]["low"] <= out[m]["value"] <= out[m]["high"], m
+
+
+def test_per_example_accuracy_is_nearest_text_embedding():
+    vocab = np.eye(3)
+    stems = np.array([[0.9, 0.1, 0.0], [0.0, 0.2, 1.0], [1.0, 0.0, 0.1]])
+    per = scoring.per_example(stems, vocab[[0, 1, 0]], vocab, np.array([0, 1, 0]), real=stems)
+    np.testing.assert_array_equal(per["instrument_correct"], [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(per["cos_to_real"], 1.0)
+    np.testing.assert_allclose(per["clap_score"][0], 0.9 / np.hypot(0.9, 0.1))
+
+
+def test_cache_hits_on_the_same_description_only(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"real": np.arange(6.0).reshape(2, 3)}
+
+    a, key = cache.get_or_compute({"data": "x", "clap_weights": "abc"}, compute)
+    b, same = cache.get_or_compute({"clap_weights": "abc", "data": "x"}, compute)
+    c, other = cache.get_or_compute({"data": "x", "clap_weights": "retrained"}, compute)
+    assert len(calls) == 2 and key == same != other and (cache.hits, cache.misses) == (1, 2)
+    np.testing.assert_array_equal(a["real"], b["real"])
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_apa_baselines_calibrate_on_data_with_a_pairing(tmp_path):
+    """Real pairs of other spans score APA near 1, another song's stem near 0, when the embedder sees pairing."""
+    from diffariff_jax.evaluation import evaluate
+    from eval_fixtures import GateAccompanist, make_split_tree
+
+    data = make_split_tree(tmp_path / "data", num_test=4, num_train=0, seconds=10.0)
+    cfg = tiny_eval_config()
+    cfg.conditions, cfg.baselines = (), ("real_other_spans", "random_stem", "silence")
+    prep = evaluate.prepare(GateAccompanist(), cfg, data_root=str(data), layout="demo", clap_seconds=1.0,
+                            cache=EmbeddingCache(None), timer=evaluate.Timer())
+    apa = {name: row["metrics"]["apa"] for name, row in prep.rows.items()}
+    assert apa["real_other_spans"]["value"] >= 0.9 and apa["random_stem"]["value"] <= 0.1
+    assert apa["random_stem"]["high"] < apa["real_other_spans"]["low"]
+    assert prep.rows["random_stem"]["metrics"]["fad"]["value"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_resampled_mmd2_is_the_unbiased_estimate_without_copies():
+    from diffariff_jax.metrics import mmd2_unbiased, polynomial_kernel
+
+    rng = np.random.default_rng(1)
+    a, g = rng.normal(size=(9, 4)), rng.normal(0.5, 1.0, size=(9, 4))
+    cfg = tiny_eval_config().metrics
+    kernels = scoring._kernels(a, g, cfg)
+    k = lambda x, y: polynomial_kernel(x, y)
+    assert scoring.mmd2_resampled(kernels, np.arange(9)) == pytest.approx(mmd2_unbiased(k(a, a), k(g, g), k(a, g)))
+    rows = np.array([0, 0, 0, 1, 2, 3, 4, 5, 5])
+    same = rows[:, None] == rows[None, :]  # pairs of copies of one example, left out like self-pairs
+    aa, gg = k(a[rows], a[rows]), k(g[rows], g[rows])
+    want = aa[~same].mean() + gg[~same].mean() - 2 * k(a[rows], g[rows]).mean()
+    assert scoring.mmd2_resampled(kernels, rows) == pytest.approx(want)
+
+
+def test_prdc_terms_average_to_the_prdc_package_values():
+    from diffariff_jax.metrics import prdc
+
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(40, 5)), rng.normal(0.3, 1.2, size=(30, 5))
+    terms, want = scoring.prdc_terms(real, fake, 5), prdc(real, fake, 5)
+    assert terms["density"].mean() == pytest.approx(want["density"])
+    assert terms["coverage"].mean() == pytest.approx(want["coverage"])

@@ -72,7 +72,10 @@ case "$MODE" in
   slurm)
     NODELIST="${SLURM_JOB_NODELIST:-node[01-04]}"
     if command -v scontrol >/dev/null 2>&1; then
-      HEAD=$(scontrol show hostnames "$NODELIST" | head -n 1)
+      # all of scontrol's output, then the first line: `| head -n 1` can kill scontrol with SIGPIPE, and
+      # pipefail then ends this script with status 141
+      HOSTS=$(scontrol show hostnames "$NODELIST")
+      HEAD=${HOSTS%%$'\n'*}
     else
       HEAD="first-host-of-$NODELIST"
     fi

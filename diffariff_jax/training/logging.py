@@ -23,7 +23,6 @@ import time
 from typing import Any, Mapping
 
 import jax
-from etils import epath
 
 from diffariff_jax import paths
 

@@ -38,16 +38,15 @@ def inputs(seed: int, clap_dim: int):
 
 
 def jax_noise(key: jax.Array, shape: tuple):
-    """The noise `samplers.sample(key=key)` draws: initial noise from the first of four keys, per-step
-    (churn, inpaint) keys folded from the second."""
-    k_init, k_steps, _, _ = jax.random.split(key, 4)
-    init = np.asarray(jax.random.normal(k_init, shape, jnp.float32))
+    """The noise `samplers.sample(key=key)` draws from four keys: initial noise, the first pass's per-step
+    (churn, inpaint) keys, the stereo re-noising, the stereo pass's per-step keys."""
+    k_init, k_steps, k_stereo, k_stereo_steps = jax.random.split(key, 4)
 
     def noise(kind, shape_, pass_index, step):
-        assert pass_index == 0 and tuple(shape_) == tuple(shape)
-        if kind == "init":
-            return torch.from_numpy(init.copy())
-        k_churn, k_inpaint = jax.random.split(jax.random.fold_in(k_steps, step))
+        assert tuple(shape_) == tuple(shape)
+        if kind in ("init", "stereo"):
+            return torch.from_numpy(np.array(jax.random.normal(k_init if kind == "init" else k_stereo, shape)))
+        k_churn, k_inpaint = jax.random.split(jax.random.fold_in((k_steps, k_stereo_steps)[pass_index], step))
         return torch.from_numpy(np.array(jax.random.normal(k_inpaint if kind == "inpaint" else k_churn, shape)))
 
     return noise
@@ -79,11 +78,8 @@ def test_30_step_heun_sample_matches(models, mode):
         known = np.random.default_rng(3).standard_normal((B, T, 64)).astype(np.float32)
         mask = (np.arange(T) < 5).astype(np.float32)
         extra = {"inpaint_latents": known, "inpaint_mask": mask}
-    cfg = config.sampler.copy_and_resolve_references()
+    cfg = config.sampler
     assert (cfg.steps, cfg.solver, cfg.cfg_context, cfg.cfg_clap, cfg.churn) == (30, "heun", 1.25, 1.25, 0.0)
-    # JAX's churn at gamma = 0 can still add ~1e-3 of noise (XLA fuses t_hat^2 - t^2; issue 9): with
-    # churn_noise = 0 that term is exactly zero, which the twin's gamma = 0 path gives by construction.
-    cfg.churn_noise = 0.0
     ours = np.asarray(samplers.sample(denoiser, params, key, num_frames=T, sampler_cfg=cfg, context=context,
                                       clap=clap, **extra))
     theirs = twin.sample(num_frames=T, context=torch.from_numpy(context), clap=torch.from_numpy(clap),
@@ -114,3 +110,23 @@ def test_guidance_uses_three_branches_in_one_call(models):
         dc = d(x, sigma, ctx, torch.zeros_like(cl), torch.ones(B, dtype=torch.bool))
         dca = d(x, sigma, ctx, cl, torch.zeros(B, dtype=torch.bool))
     torch.testing.assert_close(guided, d0 + 1.25 * (dc - d0) + 2.0 * (dca - dc), rtol=1e-5, atol=1e-5)
+
+
+def test_variation_loop_stereo_and_churn_match(models):
+    """Euler with churn, a variation of given latents, loop forcing and pseudo-stereo (whose second pass
+    starts inside the loop-forced steps): every noise kind and both passes."""
+    config, denoiser, params, twin = models
+    context, clap = inputs(6, config.model.clap_dim)
+    init = np.random.default_rng(7).standard_normal((B, T, 64)).astype(np.float32)
+    cfg = config.sampler.copy_and_resolve_references()
+    cfg.steps, cfg.solver, cfg.churn, cfg.churn_sigma_max = 12, "euler", 6.0, 20.0
+    kw = dict(variation_strength=0.9, loop_repeats=3, loop_strength=0.5, stereo_width=0.75)
+    key = jax.random.key(11)
+    ours = np.asarray(samplers.sample(denoiser, params, key, num_frames=T, sampler_cfg=cfg, context=context,
+                                      clap=clap, init_latents=init, **kw))
+    theirs = twin.sample(num_frames=T, context=torch.from_numpy(context), clap=torch.from_numpy(clap),
+                         init_latents=torch.from_numpy(init), noise=jax_noise(key, (B, T, 64)), steps=12,
+                         solver="euler", churn=6.0, churn_sigma_max=20.0, **kw).numpy()
+    err, scale = np.abs(ours - theirs).max(), np.abs(ours).max()
+    print(f"12-step Euler, churn, variation, loop, stereo: max |jax - torch| = {err:.3g}, scale {scale:.3g}")
+    assert ours.shape == theirs.shape == (B, 2, T, 64) and err <= 1e-4 * max(scale, 1.0)

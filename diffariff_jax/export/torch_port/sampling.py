@@ -103,17 +103,20 @@ def loop_force(x: torch.Tensor, repeats: int) -> torch.Tensor:
 def _solve(denoise: DenoiseFn, x: torch.Tensor, sigmas: torch.Tensor, start: int, opts: dict, noise: NoiseFn,
            pass_index: int, inpaint: tuple[torch.Tensor, torch.Tensor] | None,
            loop: tuple[int, int] | None) -> torch.Tensor:
+    """Steps start..N-1 with churn, inpainting and loop forcing. Loop forcing applies to the inputs of
+    steps < round(s_loop N); the stereo pass (pass_index 1) starts from the renoised first channel
+    unforced and forces from its second step on, as the JAX sampler does."""
     steps = sigmas.shape[0] - 1
     step_fn = SOLVERS[opts["solver"]]
     gamma_max = min(opts["churn"] / steps, math.sqrt(2.0) - 1.0)
     for i in range(start, steps):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        if loop is not None and i < loop[1]:
+        if loop is not None and i < loop[1] and (i > start or pass_index == 0):
             x = loop_force(x, loop[0])
         gamma = gamma_max if opts["churn_sigma_min"] <= float(t_cur) <= opts["churn_sigma_max"] else 0.0
         t_hat = t_cur * (1.0 + gamma)
-        if gamma > 0:
-            std = (t_hat**2 - t_cur**2).sqrt() * opts["churn_noise"]
+        if gamma > 0:  # sqrt(t_hat^2 - t_cur^2), written as JAX writes it
+            std = t_cur * math.sqrt(gamma * (2.0 + gamma)) * opts["churn_noise"]
             x = x + std * noise("churn", tuple(x.shape), pass_index, i).to(x.device)
         if inpaint is not None:
             known, mask = inpaint

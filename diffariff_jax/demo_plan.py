@@ -27,6 +27,7 @@ class DemoSize:
     clap_steps: int
     mixes_per_song: int
     segment_frames: int
+    clap_seconds: float  # audio-CLAP sub-segments of the target, shorter than a segment
     ldm_steps: int
     eval_examples: int
     sampler_steps: int  # generate's --steps (SPEC's 30 at full size)
@@ -34,9 +35,9 @@ class DemoSize:
 
 SIZES = {
     "full": DemoSize(songs=120, song_seconds=35.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
-                     segment_frames=48, ldm_steps=3000, eval_examples=32, sampler_steps=30),
-    "quick": DemoSize(songs=67, song_seconds=6.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
-                      segment_frames=32, ldm_steps=6, eval_examples=4, sampler_steps=2),
+                     segment_frames=48, clap_seconds=3.0, ldm_steps=3000, eval_examples=32, sampler_steps=30),
+    "quick": DemoSize(songs=67, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
+                      segment_frames=32, clap_seconds=2.0, ldm_steps=6, eval_examples=4, sampler_steps=2),
 }
 
 
@@ -61,7 +62,8 @@ def plan(out: Path, size: DemoSize) -> list[Stage]:
     cae, clap, ldm = runs / "cae", runs / "clap", runs / "ldm"
     precompute = [_py("diffariff_jax.precompute", "--cae", cae, "--clap", clap, "--data", data,
                       "--split", split, "--out", latents / split, "--mixes-per-song", size.mixes_per_song,
-                      "--segment-frames", size.segment_frames, "--clap-segments", 2)
+                      "--segment-frames", size.segment_frames, "--clap-segments", 2,
+                      "--clap-seconds", size.clap_seconds)
                   for split in ("train", "validation")]
     return [
         Stage("render", f"{size.songs} songs rendered stem by stem with fluidsynth",

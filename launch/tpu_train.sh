@@ -124,7 +124,10 @@ while true; do
   sleep "$POLL"
   if ! report=$("${GCLOUD[@]}" ssh "$NAME" "${LOC[@]}" --worker=all --command "$STATUS_CMD" 2>/dev/null); then
     failures=$((failures + 1))
-    echo "tpu_train: could not reach the workers ($failures/$MAX_POLL_FAILURES); slice state: $(describe)" >&2
+    state=$(describe)
+    echo "tpu_train: could not reach the workers ($failures/$MAX_POLL_FAILURES); slice state: ${state:-unknown}" >&2
+    # A preempted or deleted slice will not answer again: relaunch now instead of after MAX_POLL_FAILURES polls.
+    [[ "$state" =~ ^(READY|REPAIRING|)$ ]] || exit "$RETRYABLE"
     [ "$failures" -ge "$MAX_POLL_FAILURES" ] && exit "$RETRYABLE"
     continue
   fi

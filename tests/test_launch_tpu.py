@@ -107,6 +107,12 @@ def test_unreachable_workers_are_a_retryable_failure(tmp_path):
     assert out.count("could not reach the workers") == 3
 
 
+def test_a_slice_preempted_while_polling_ends_the_wait_at_once(tmp_path):
+    rc, calls, out = _tpu_train(tmp_path, ["READY", "PREEMPTED"], ["diffariff-status w0 running", "FAIL", "FAIL"])
+    assert rc == 76, out
+    assert out.count("could not reach the workers") == 1 and "slice state: PREEMPTED" in out
+
+
 def test_babysit_retries_everything_but_success_and_user_errors(tmp_path):
     codes = tmp_path / "codes"
     fake = _script(tmp_path / "tpu_train.sh", f'code=$(head -n 1 {codes}); sed -i 1d {codes}; echo "run $*"; '

@@ -5,10 +5,11 @@ Songs come from the song-level split of data/layouts.py, the split training used
 Every song of the split is cut into non-overlapping spans of `length` samples. The spans are visited
 round-robin over the songs (song order and each song's span order shuffled by the seed), so every song
 contributes about equally, which APA's mismatched pairs need. Per span, as in training
-(data/pipeline.py): a target drawn among the stems that are not silent there, a context mixed from a
-random subset of the other stems with random gains, one shared gain bringing context + target to
-`loudness_db` (data/ops.py). Unlike training the context is never empty (one other stem joins when the
-draw keeps none), since an empty context would make the context conditions unconditional.
+(data/pipeline.py): a target drawn among the stems that may be targets and are not silent there, a
+context mixed from a random subset of the other stems with random gains, one shared gain bringing
+context + target to `loudness_db` (data/ops.py). Unlike training the context is never empty (one other
+stem joins when the draw keeps none), since an empty context would make the context conditions
+unconditional.
 The first N usable spans are the examples; the next N are the real "other spans" reference set.
 Everything depends on (data, split, seed, N, length) only, so two checkpoints meet the same examples.
 """
@@ -86,10 +87,12 @@ def _normalize(context: np.ndarray, target: np.ndarray, cfg: ml_collections.Conf
     return c.numpy(), t.numpy()
 
 
-def _pair(stems: np.ndarray, rng: np.random.Generator, cfg: ml_collections.ConfigDict) -> tuple[int, np.ndarray] | None:
-    """(target index, context [samples]) for one span's stems [num_stems, samples], or None if all are silent."""
+def _pair(stems: np.ndarray, targets: tuple[bool, ...], rng: np.random.Generator,
+          cfg: ml_collections.ConfigDict) -> tuple[int, np.ndarray] | None:
+    """(target index, context [samples]) for one span's stems [num_stems, samples], or None when no stem
+    that may be a target (ProbedSong.targets: groups and bleeding stems are context only) sounds there."""
     levels = 10.0 * np.log10(np.mean(np.square(stems, dtype=np.float64), axis=1) + 1e-10)
-    candidates = np.flatnonzero(levels >= cfg.silence_db)
+    candidates = np.flatnonzero((levels >= cfg.silence_db) & np.asarray(targets))
     if candidates.size == 0:
         return None
     target = int(rng.choice(candidates))
@@ -118,7 +121,7 @@ def draw(songs: list[ProbedSong], num: int, length: int, sample_rate: int, clap_
         song = songs[song_index]
         stems = read_window(song, offset, length, sample_rate)
         read += 1
-        picked = _pair(stems, rng, cfg)
+        picked = _pair(stems, song.targets(), rng, cfg)
         if picked is None:
             silent += 1
             continue

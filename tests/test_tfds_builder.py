@@ -53,6 +53,7 @@ def test_generic_build_splits_and_audio(catalogue, tmp_path):
     assert builder.skips == {"bad stem: unreadable": 1, "fewer than 2 usable stems": 1}
     ex = examples["generic/song3"]
     assert [i.decode() for i in ex["instruments"]] == ["bass", "organ"]
+    assert list(ex["can_be_target"]) == [True, True]
     audio = ex["audio"]
     assert audio.dtype == np.float32 and audio.shape == (2, int(0.2 * SR))
     np.testing.assert_allclose(audio[0], sine(0.2, SR, 103), atol=1e-6)

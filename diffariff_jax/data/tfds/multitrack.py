@@ -44,12 +44,15 @@ class MultitrackConfig(tfds.core.BuilderConfig):
 class DiffariffMultitrack(tfds.core.GeneratorBasedBuilder):
     """Multitrack songs (stems + instrument names) from a local folder in one of the supported layouts."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Songs with mono float32 stems and instrument names."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Songs with mono float32 stems and instrument names.",
+                     "1.1.0": "Song ids <dataset>/<song>; can_be_target per stem (groups and bleeding stems are "
+                              "context-only); medleydb layout."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point manual_dir at the catalogue's root folder: generic = one folder per song with one audio "
         "file per stem; musdb18hq = the folder holding train/ and test/; slakh2100 = the folder holding "
-        "train/, validation/, test/; moisesdb = the folder holding the song folders (or provider folders); "
+        "train/, validation/, test/ (redux or split2), omitted/; moisesdb = the folder holding the song folders "
+        "(or provider folders); medleydb = the folder holding the track folders and *_METADATA.yaml files; "
         "demo = the --out folder of `python -m diffariff_jax.data.render`.")
     BUILDER_CONFIGS = [MultitrackConfig(name=n, layout=n, description=f"{n} folder layout, 48 kHz mono")
                        for n in layouts.LAYOUTS]
@@ -67,6 +70,7 @@ class DiffariffMultitrack(tfds.core.GeneratorBasedBuilder):
                 "audio": tfds.features.Tensor(shape=(None, None), dtype=np.float32,
                                               encoding=tfds.features.Encoding.BYTES),
                 "instruments": tfds.features.Sequence(tfds.features.Text()),
+                "can_be_target": tfds.features.Sequence(np.bool_),  # False: a group or bleeding stem
             }),
             supervised_keys=None,
         )
@@ -95,5 +99,6 @@ class DiffariffMultitrack(tfds.core.GeneratorBasedBuilder):
                 "song_id": song.song_id,
                 "audio": audio,
                 "instruments": list(song.instruments),
+                "can_be_target": list(song.targets()),
             }
         log.info("%s: skipped so far: %s", cfg.name, self.skips.summary())

@@ -67,8 +67,8 @@ def test_twin_code_imports_only_torch_safetensors_numpy():
 
 
 def test_folder_alone_runs_readme_and_samples_like_jax(exported, release, tmp_path):
-    """A subprocess outside the repo runs the README's code, then a guided Heun sample from given noise,
-    never importing jax, tensorflow or diffariff_jax; the sample equals JAX's from the same noise."""
+    """A subprocess beside the folder, outside the repo, runs the README's code, then a guided Heun
+    sample from given noise, never importing jax, tensorflow or diffariff_jax; it equals JAX's sample."""
     _, config, denoiser, params = release
     rng = np.random.default_rng(0)
     context = rng.standard_normal((1, T, 64)).astype(np.float32)
@@ -91,7 +91,7 @@ assert not banned, banned
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", script], cwd=exported.parent, env=env, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
     cfg = config.sampler.copy_and_resolve_references()

@@ -44,7 +44,7 @@ Exported from diffariff-jax (`{source}`, {params} params, {count:,} parameters).
 `safetensors` and `numpy`; the modelling code is in `{code}/`.
 
 ```python
-import sys; sys.path.insert(0, "{folder}")                         # the folder that holds {code}/
+import sys; sys.path.insert(0, "{folder}")   # run beside this folder, or give its full path
 from {code} import LatentDiffusion
 latents = LatentDiffusion.from_pretrained("{folder}").sample(num_frames=117, batch_size=1)  # [1, 117, {latent_dim}]
 ```
@@ -67,7 +67,7 @@ Exported from diffariff-jax (`{source}`, {params} params, {count:,} parameters).
 `safetensors` and `numpy`; the modelling code is in `{code}/`.
 
 ```python
-import sys, torch; sys.path.insert(0, "{folder}")                  # the folder that holds {code}/
+import sys, torch; sys.path.insert(0, "{folder}")   # run beside this folder, or give its full path
 from {code} import ConsistencyAutoencoder
 wav = ConsistencyAutoencoder.from_pretrained("{folder}").decode(torch.randn(1, 12, {latent_dim}), steps=1)
 ```
@@ -210,7 +210,7 @@ def to_torch_folder(config: ml_collections.ConfigDict, params: Any, out: Path, *
     count = sum(int(v.size) for v in tensors.values())
     out.mkdir(parents=True, exist_ok=True)
     info = {"format": FORMAT, "name": out.name, "source": source, "params": which, "parameters": count,
-            "companions": {**companions(config), **export_bundle(bundle_root, out)}, "folder": str(out)}
+            "companions": {**companions(config), **export_bundle(bundle_root, out)}, "folder": out.name}
     names.save_safetensors(out / WEIGHTS_FILE, tensors, {"format": "pt", "source": source, "params": which})
     data = config_to_dict(config)
     data["export"] = {k: info[k] for k in ("format", "source", "params", "companions")}

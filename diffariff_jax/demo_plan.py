@@ -29,7 +29,7 @@ class DemoSize:
     segment_frames: int
     clap_seconds: float  # audio-CLAP sub-segments of the target, shorter than a segment
     ldm_steps: int
-    eval_examples: int
+    eval_examples: int  # > metrics.prdc_k (5): density and coverage need k neighbours
     sampler_steps: int  # generate's --steps (SPEC's 30 at full size)
 
 
@@ -37,7 +37,7 @@ SIZES = {
     "full": DemoSize(songs=120, song_seconds=35.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
                      segment_frames=48, clap_seconds=3.0, ldm_steps=3000, eval_examples=32, sampler_steps=30),
     "quick": DemoSize(songs=67, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
-                      segment_frames=32, clap_seconds=2.0, ldm_steps=6, eval_examples=4, sampler_steps=2),
+                      segment_frames=32, clap_seconds=2.0, ldm_steps=6, eval_examples=8, sampler_steps=2),
 }
 
 

@@ -110,6 +110,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train = train_config(batch_size=256, num_steps=1_000_000, lr=1e-4, warmup_steps=5000,
                                     weight_decay=0.01, ema_decay=0.9999, compute_dtype="bfloat16",
                                     ckpt_every=5000, eval_every=20_000)
+    # Activation rematerialisation in the UNet's backward pass (models/unet1d.py): "none" | "block" | "full".
+    # It trades compute for memory; `python -m diffariff_jax.aot` shows which a topology needs.
+    config.train.remat = "none"
     return config
 
 

@@ -50,6 +50,10 @@ def format_table(header: str, reports, headroom: float) -> str:
              f"{'HBM':>6}  {'fit':22} {'XLA':>8} {'analytic':>8} {'ratio':>6} {'est ms':>8} {'est MFU':>7} "
              f"{'compile':>8}"]
     for r in reports:
+        if r.out_of_memory:
+            lines.append(f"{r.name:8} {'-':>7} {'-':>7} {'-':>7} {'-':>7} {'-':>6} {_gib(r.total_bytes):>7} "
+                         f"{_gib(r.hbm_bytes):>6}  {r.fit(headroom):22} (the compiler refused it) {r.compile_s:7.1f}s")
+            continue
         analytic = f"{r.analytic_flops / 1e12:8.3f}" if r.analytic_flops else f"{'-':>8}"
         ratio = f"{r.xla_flops / r.analytic_flops:6.3f}" if r.analytic_flops else f"{'-':>6}"
         est = f"{1e3 * r.estimated_s:8.2f}" if r.estimated_s else f"{'-':>8}"
@@ -59,6 +63,9 @@ def format_table(header: str, reports, headroom: float) -> str:
                      f"{_gib(r.hbm_bytes):>6}  {r.fit(headroom):22} {r.xla_flops / 1e12:8.3f} {analytic} "
                      f"{ratio} {est} {mfu} {r.compile_s:7.1f}s")
     for r in reports:
+        if r.out_of_memory:
+            lines.append(f"{r.name} compiler: {r.out_of_memory}")
+            continue
         used = [f"{name} {c['count']} ({_gib(c['bytes'])} GiB)" for name, c in r.collectives.items() if c["count"]]
         lines.append(f"{r.name} collectives (static count, result GiB per chip): {', '.join(used) or 'none'}")
         shares = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in r.time_shares.items())
@@ -72,8 +79,11 @@ def main(argv: list[str]) -> None:
     # Compile for the topology from the host: never take an attached accelerator (a run may be using it).
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no GCE metadata server to ask off a TPU VM
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # one compiling host, no pod to find
     # libtpu's lockfile admits one process per host; a compile-only process may share it with others.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    for name in ("TPU_STDERR_LOG_LEVEL", "TPU_MIN_LOG_LEVEL"):  # libtpu's start-up chatter off a TPU VM
+        os.environ.setdefault(name, "3")
 
     from diffariff_jax import paths
     from diffariff_jax.training import aot_compile, aot_report

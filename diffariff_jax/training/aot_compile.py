@@ -99,7 +99,13 @@ def compile_programs(config: ml_collections.ConfigDict, devices: Sequence[jax.De
             else:
                 fn, args, flops = SAMPLING[config.kind](task, config, mesh, state, shardings, sample_batch)
             start = time.perf_counter()
-            compiled = fn.lower(*args).compile()
+            try:
+                compiled = fn.lower(*args).compile()
+            except Exception as err:  # jax.errors.JaxRuntimeError; anything but running out of HBM propagates
+                if not aot_report.is_out_of_memory(err):
+                    raise
+                reports.append(aot_report.out_of_memory_report(name, err, time.perf_counter() - start, hbm))
+                continue
             seconds = time.perf_counter() - start
             reports.append(aot_report.report(name, compiled, seconds, device, mesh.size, flops, hbm, peak))
             if keep_hlo:

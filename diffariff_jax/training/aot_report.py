@@ -159,14 +159,20 @@ class ProgramReport:
     estimated_mfu: float | None  # analytic FLOPs / (estimated_s * peak)
     collectives: dict[str, dict[str, float]]
     time_shares: dict[str, float]
+    out_of_memory: str = ""  # the compiler's message when it refused the program for HBM (fields above 0)
+    short_bytes: float = 0.0  # how far over HBM the compiler found it (0 when it did not say)
 
     @property
     def total_bytes(self) -> int:
         """Bytes in use at once on a chip: inputs, outputs not aliased onto donated inputs, temporaries, code."""
+        if self.out_of_memory:
+            return int(self.hbm_bytes + self.short_bytes)
         return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
 
     def fit(self, headroom: float) -> str:
         """"fits (N% free)", "tight (N% free)" under `headroom`, or "short by X GiB"."""
+        if self.out_of_memory and not self.short_bytes:
+            return "short (the compiler ran out of HBM)"
         free = self.hbm_bytes - self.total_bytes
         if free < 0:
             return f"short by {-free / GIB:.2f} GiB"
@@ -174,13 +180,41 @@ class ProgramReport:
         return f"{'fits' if share >= headroom else 'tight'} ({100 * share:.0f}% free)"
 
     def fits(self, headroom: float) -> bool:
-        return self.hbm_bytes - self.total_bytes >= headroom * self.hbm_bytes
+        return not self.out_of_memory and self.hbm_bytes - self.total_bytes >= headroom * self.hbm_bytes
 
     def to_json(self, headroom: float) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.update(total_bytes=self.total_bytes, fit=self.fit(headroom), fits=self.fits(headroom),
                    flops_ratio=None if not self.analytic_flops else self.xla_flops / self.analytic_flops)
         return out
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_REQUIRED = re.compile(r"\(([\d.]+)([KMGT]?)i?B?\) exceeds available HBM \(([\d.]+)([KMGT]?)i?B?\)")
+_EXCEEDED = re.compile(r"[Ee]xceeded hbm capacity by ([\d.]+)([KMGT]?)")
+
+
+def is_out_of_memory(err: Exception) -> bool:
+    """True for the TPU compiler's refusal of a program that needs more HBM than the chip has."""
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text and ("HBM" in text or "hbm" in text)
+
+
+def out_of_memory_report(name: str, err: Exception, compile_s: float, hbm: int) -> ProgramReport:
+    """A report for a program the compiler refused for HBM, short by what its message says."""
+    text = str(err).strip().splitlines()[0]
+    short = 0.0
+    required = _REQUIRED.search(text)
+    exceeded = _EXCEEDED.search(text)
+    if required:
+        short = (float(required.group(1)) * _UNITS[required.group(2)]
+                 - float(required.group(3)) * _UNITS[required.group(4)])
+    elif exceeded:
+        short = float(exceeded.group(1)) * _UNITS[exceeded.group(2)]
+    return ProgramReport(name=name, compile_s=compile_s, argument_bytes=0, output_bytes=0, alias_bytes=0,
+                         temp_bytes=0, code_bytes=0, hbm_bytes=hbm, xla_flops=0.0, analytic_flops=None,
+                         bytes_accessed=0.0, estimated_s=None, estimated_mfu=None, collectives={},
+                         time_shares={}, out_of_memory=text, short_bytes=max(short, 0.0))
 
 
 def report(name: str, compiled: Any, compile_s: float, device: jax.Device, num_chips: int,

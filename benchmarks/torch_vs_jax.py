@@ -9,7 +9,8 @@ torch.set_num_threads), float32 compute on both sides (`base` trains in bfloat16
 Runs alternate JAX / torch so that load from other processes hits both alike; each figure is the
 fastest of `repeats` runs. OpenMP waits passively (OMP_WAIT_POLICY=PASSIVE, unless already set): on a
 shared, oversubscribed machine torch's default spin-waiting made its 2-thread forward 10x slower
-(0.36 s vs 0.033 s for `tiny`), which would measure the neighbours, not the twin. Ratio = JAX time / PyTorch time (< 1: JAX is faster). Prints a table and
+(0.36 s vs 0.033 s for `tiny`), which would measure the neighbours, not the twin.
+Ratio = JAX time / PyTorch time (< 1: JAX is faster). Prints a table and
 writes benchmarks/results/torch_vs_jax.json.
 """
 from __future__ import annotations
@@ -145,7 +146,8 @@ def main() -> None:
         r["jax_over_this"] = jax_s / r["seconds"]
         print(f"{r['variant']:8s} {r['what']:58s} {r['framework']:14s} {r['first_call_s']:10.3f} "
               f"{r['seconds']:10.4f} {r['jax_over_this']:9.2f}")
-    result = {"benchmark": "torch_vs_jax", "threads": ARGS.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "cpus": sorted(os.sched_getaffinity(0)),
+    result = {"benchmark": "torch_vs_jax", "threads": ARGS.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+              "cpus": sorted(os.sched_getaffinity(0)),
               "torch": torch.__version__, "jax": jax.__version__, "compute_dtype": "float32",
               "load_average_1min": os.getloadavg()[0], "rows": rows}
     Path(ARGS.out).parent.mkdir(parents=True, exist_ok=True)

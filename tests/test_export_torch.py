@@ -55,7 +55,8 @@ def test_exported_folder_layout(exported, release):
     # PyTorch layout: Conv1d weight [out, in, k], Linear weight [out, in].
     assert tensors["enc_in.weight"].shape == (32, 128, 3) and tensors["map_clap0.weight"].shape == (32, 32)
     ema = release[3]
-    np.testing.assert_array_equal(tensors["enc_in.weight"], np.asarray(ema["enc_in"]["Conv_0"]["kernel"]).transpose(2, 1, 0))
+    kernel = np.asarray(ema["enc_in"]["Conv_0"]["kernel"])  # Flax [k, in, out]
+    np.testing.assert_array_equal(tensors["enc_in.weight"], kernel.transpose(2, 1, 0))
 
 
 def test_twin_code_imports_only_torch_safetensors_numpy():
@@ -128,7 +129,8 @@ def test_fine_tuned_torch_weights_come_back(exported, release, tmp_path):
         model.denoiser.model.out_conv.weight.mul_(1.5)
         model.denoiser.model.null_clap.add_(0.25)
     model.save_pretrained(tmp_path / "tuned")
-    assert export_main(["--from", "torch", "--checkpoint", str(tmp_path / "tuned"), "--out", str(tmp_path / "rel")]) == 0
+    assert export_main(["--from", "torch", "--checkpoint", str(tmp_path / "tuned"),
+                        "--out", str(tmp_path / "rel")]) == 0
     _, params = checkpoint.load_for_inference(tmp_path / "rel", kind="ldm")
     x = np.random.default_rng(0).standard_normal((2, T, 64)).astype(np.float32)
     clap = np.zeros((2, 32), np.float32)
@@ -201,7 +203,8 @@ def test_bad_state_dicts_name_the_tensors(exported, tmp_path, capsys):
         names.save_safetensors(folder / "model.safetensors", broken, {})
         assert export_main(["--from", "torch", "--checkpoint", str(folder), "--out", str(tmp_path / "o")]) == 1
         one_line_error(capsys, label, needles[label])
-    assert export_main(["--from", "torch", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
+    assert export_main(["--from", "torch", "--checkpoint", str(tmp_path / "nothing"),
+                        "--out", str(tmp_path / "o")]) == 1
     one_line_error(capsys, "not an exported PyTorch folder")
 
 

@@ -147,5 +147,6 @@ def test_export_to_music2latent_needs_the_m2l_shape(tmp_path, capsys):
     assert err.count("\n") == 1 and "not an m2l-shaped CAE" in err and "base_channels=4 (m2l: 64)" in err
     config, _, params = tiny_ldm()
     save_release(tmp_path / "ldm", config, params)
-    assert export_main(["--checkpoint", str(tmp_path / "ldm"), "--to", "music2latent", "--out", str(tmp_path / "o")]) == 1
+    assert export_main(["--checkpoint", str(tmp_path / "ldm"), "--to", "music2latent",
+                        "--out", str(tmp_path / "o")]) == 1
     assert "holds a 'ldm' model; --to music2latent needs a CAE" in capsys.readouterr().err

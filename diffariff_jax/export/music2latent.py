@@ -258,7 +258,8 @@ def save_music2latent(params: Any, path: Path) -> int:
     try:
         from music2latent.models import UNet
     except ImportError:
-        raise ConversionError("--to music2latent needs the music2latent package (pip install music2latent==0.1.8)") from None
+        raise ConversionError("--to music2latent needs the music2latent package "
+                              "(pip install music2latent==0.1.8)") from None
     template = {k: tuple(v.shape) for k, v in UNet().state_dict().items()}
     sd = to_state_dict(params, template)
     torch.save({"gen_state_dict": {k: torch.from_numpy(v) for k, v in sd.items()}}, str(path))

@@ -49,12 +49,13 @@ from {code} import LatentDiffusion
 latents = LatentDiffusion.from_pretrained("{folder}").sample(num_frames=117, batch_size=1)  # [1, 117, {latent_dim}]
 ```
 
-- Conditioned samples: `sample(num_frames=..., context=[b, frames, {latent_dim}], clap=[b, {clap_dim}], cfg_context=, cfg_clap=,
-  steps=, solver="heun"|"euler", churn=, inpaint_latents=, inpaint_mask=, init_latents=,
+- Conditioned samples: `sample(num_frames=..., context=[b, frames, {latent_dim}], clap=[b, {clap_dim}],
+  cfg_context=, cfg_clap=, steps=, solver="heun"|"euler", churn=, inpaint_latents=, inpaint_mask=, init_latents=,
   variation_strength=, loop_repeats=, loop_strength=, stereo_width=, noise=)`; defaults come from
   `config.json`'s `sampler` section (steps {steps}, solver {solver}, CFG {cfg_context}/{cfg_clap}).
 - Latents are [batch, frames, {latent_dim}] at {frame_rate:.2f} frames/s; decode them with the autoencoder
-  the model was trained on: {cae}. CLAP embeddings ({clap_dim}-d, L2-normalised, from a transformers ClapModel) come from {clap}.
+  the model was trained on: {cae}. CLAP embeddings ({clap_dim}-d, L2-normalised, from a transformers
+  ClapModel) come from {clap}.
 - `model.save_pretrained(DIR)` writes a fine-tuned copy;
   `python -m diffariff_jax.export --from torch --checkpoint DIR --out RELEASE` turns it back into a JAX release.
 """

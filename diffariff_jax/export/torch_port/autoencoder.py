@@ -101,7 +101,8 @@ class ConsistencyAutoencoder(nn.Module):
             for k, sigma in enumerate(sigmas):
                 pred = self.denoise(x, torch.full((shape[0],), float(sigma), device=device), pyramid)
                 if k + 1 < steps:
-                    x = pred + math.sqrt(float(sigmas[k + 1]) ** 2 - s0**2) * noise("decode", shape, chunk, k + 1).to(device)
+                    std = math.sqrt(float(sigmas[k + 1]) ** 2 - s0**2)
+                    x = pred + std * noise("decode", shape, chunk, k + 1).to(device)
             waves.append(self.stft.spec_to_wave(pred, shape[-1] * self.stft.hop))
         wav = torch.cat(waves, dim=1)[:, :num_samples or latents.shape[1] * self.hop_samples]
         return wav.clamp(-1.0, 1.0)

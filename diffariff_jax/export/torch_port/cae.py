@@ -94,7 +94,8 @@ class Upsample(nn.Module):
     def __init__(self, c_in: int, channels: int, freq_only: bool):
         super().__init__()
         self.factors = (4, 1) if freq_only else (2, 2)
-        self.conv = nn.Conv2d(c_in, channels, (5, 1), padding=(2, 0)) if freq_only else nn.Conv2d(c_in, channels, 3, padding=1)
+        self.conv = (nn.Conv2d(c_in, channels, (5, 1), padding=(2, 0)) if freq_only
+                     else nn.Conv2d(c_in, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.repeat_interleave(self.factors[0], dim=2).repeat_interleave(self.factors[1], dim=3)

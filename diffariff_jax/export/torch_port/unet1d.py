@@ -8,8 +8,6 @@ network runs channels-first, the layout torch's convolutions want. This file imp
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

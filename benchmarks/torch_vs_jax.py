@@ -1,6 +1,6 @@
 """JAX (jit) vs the exported PyTorch twin (eager, and torch.compile where it works on CPU), side by side.
 
-    .venv/bin/python benchmarks/torch_vs_jax.py [--variants tiny,base] [--threads 2] [--repeats 3]
+    .venv/bin/python benchmarks/torch_vs_jax.py [--variants tiny,base] [--threads 2] [--repeats 3] [--ops]
 
 Per variant: one UNet forward at batch 3 x 117 frames (the three CFG branches of one clip) and one
 30-step Heun sampling call with two-scale CFG (context + CLAP) on 1 x 117 frames. Both frameworks run in
@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (fastest kept)")
     parser.add_argument("--frames", type=int, default=117, help="latent frames (117 = 10 s at 48 kHz)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
+    parser.add_argument("--ops", action="store_true",
+                        help="also time single ops at base's shapes (3-tap conv, GroupNorm) to see where time goes")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "torch_vs_jax.json"),
                         help="JSON output path")
     return parser.parse_args()
@@ -135,17 +137,44 @@ def bench_variant(variant: str) -> list[dict]:
     return rows
 
 
+def bench_ops() -> list[dict]:
+    """One 3-tap convolution and one GroupNorm(32) alone, at the (frames, channels) of base's levels."""
+    import flax.linen as nn
+
+    rng, rows = np.random.default_rng(0), []
+    conv_jax = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1,), "SAME",
+                                                                 dimension_numbers=("NWC", "WIO", "NWC")))
+    for frames, c in ((120, 128), (60, 256), (30, 256), (15, 512)):
+        x = rng.standard_normal((3, frames, c)).astype(np.float32)
+        w = (rng.standard_normal((3, c, c)) / np.sqrt(3 * c)).astype(np.float32)
+        norm_params = {"params": {"scale": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}}
+        norm_jax = jax.jit(lambda x, p: nn.GroupNorm(32).apply(p, x))
+        tx, tw = torch.from_numpy(x.transpose(0, 2, 1).copy()), torch.from_numpy(w.transpose(2, 1, 0).copy())
+        norm_torch = torch.nn.GroupNorm(32, c)
+        for op, fns in (("conv k=3", {"jax": lambda: conv_jax(x, w).block_until_ready(),
+                                      "torch eager": lambda: torch.nn.functional.conv1d(tx, tw, padding=1)}),
+                        ("GroupNorm(32)", {"jax": lambda: norm_jax(x, norm_params).block_until_ready(),
+                                           "torch eager": lambda: norm_torch(tx)})):
+            with torch.no_grad():
+                timed = measure(fns, 20)
+            rows += [{"variant": "ops", "what": f"{op}, 3 x {frames} frames x {c} ch", "framework": k, **v}
+                     for k, v in timed.items()]
+    return rows
+
+
 def main() -> None:
     rows = []
     for variant in ARGS.variants.split(","):
         rows += bench_variant(variant)
+    if ARGS.ops:
+        rows += bench_ops()
     print(f"\n{'variant':8s} {'what':58s} {'framework':14s} {'first (s)':>10s} {'best (s)':>10s} {'JAX/this':>9s}")
     for r in rows:
         jax_s = next(o["seconds"] for o in rows if o["variant"] == r["variant"] and o["what"] == r["what"]
                      and o["framework"] == "jax")
         r["jax_over_this"] = jax_s / r["seconds"]
         print(f"{r['variant']:8s} {r['what']:58s} {r['framework']:14s} {r['first_call_s']:10.3f} "
-              f"{r['seconds']:10.4f} {r['jax_over_this']:9.2f}")
+              f"{r['seconds']:10.4g} {r['jax_over_this']:9.2f}")
     result = {"benchmark": "torch_vs_jax", "threads": ARGS.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
               "cpus": sorted(os.sched_getaffinity(0)),
               "torch": torch.__version__, "jax": jax.__version__, "compute_dtype": "float32",

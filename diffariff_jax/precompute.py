@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -169,7 +170,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
         cfg: ml_collections.ConfigDict, *, sample_rate: int, hop_samples: int, latent_dim: int, clap_dim: int,
         clap_rate: int, process_index: int = 0, process_count: int = 1, names: dict | None = None) -> dict:
     """Writes this host's unfinished shards of `data_dir` into `out_dir`; returns the summary dict."""
-    from diffariff_jax.data import layouts, pipeline
+    from diffariff_jax.data import layouts
     from diffariff_jax.data.stems import probe_songs
 
     check_config(cfg)
@@ -213,21 +214,23 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
             if not latents.shard_path(out_dir, i, len(shards)).is_file()]
     done = len(range(process_index, len(shards), process_count)) - len(mine)
     progress = Progress(len(mine))
-    for i in mine:
-        final = latents.shard_path(out_dir, i, len(shards))
-        for stale in out_dir.glob(f"{final.name}.tmp-*"):  # left by a killed run; this host owns shard i
-            log.info("removing unfinished %s", stale)
-            stale.unlink()
-        probed = probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
-                             full=cfg.validate == "full", silence_db=cfg.silence_db)
-        progress.shard(int(pipeline.examples_per_song(probed, data_cfg).sum()) if probed else 0)
-        gen = (shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts, progress)
-               if probed else iter(()))
-        n = latents.write_shard(out_dir, i, len(shards), gen, cfg.latent_dtype)
-        examples += n
-        written += 1
-        log.info("shard %d/%d: %d songs -> %d examples (%.2f examples/s so far)", i + 1, len(shards), len(probed),
-                 n, examples / (time.time() - t0))
+
+    def probe(i: int) -> list:
+        return probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
+                           full=cfg.validate == "full", silence_db=cfg.silence_db)
+
+    # Validation decodes every stem of a shard; the next shard's runs on a thread while this one encodes.
+    with ThreadPoolExecutor(1) as prober:
+        pending = prober.submit(probe, mine[0]) if mine else None
+        for k, i in enumerate(mine):
+            probed = pending.result()
+            pending = prober.submit(probe, mine[k + 1]) if k + 1 < len(mine) else None
+            n = _write_shard(out_dir, i, len(shards), probed, data_cfg, cfg, encode, embed_audio, clap_rate,
+                             counts, progress)
+            examples += n
+            written += 1
+            log.info("shard %d/%d: %d songs -> %d examples (%.2f examples/s so far)", i + 1, len(shards),
+                     len(probed), n, examples / (time.time() - t0))
     skipped = dict(skips)
     skipped.update(counts)
     seconds = time.time() - t0
@@ -237,6 +240,21 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
                "skipped": skipped}
     (out_dir / f"precompute-host{process_index:03d}.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _write_shard(out_dir: Path, i: int, num_shards: int, probed: list, data_cfg, cfg, encode: EncodeFn,
+                 embed_audio: EmbedFn, clap_rate: int, counts: Counter, progress: Progress) -> int:
+    """Writes shard i of the probed songs (deleting what a killed run left of it); returns its record count."""
+    from diffariff_jax.data import pipeline
+
+    final = latents.shard_path(out_dir, i, num_shards)
+    for stale in out_dir.glob(f"{final.name}.tmp-*"):  # left by a killed run; this host owns shard i
+        log.info("removing unfinished %s", stale)
+        stale.unlink()
+    progress.shard(int(pipeline.examples_per_song(probed, data_cfg).sum()) if probed else 0)
+    gen = (shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts, progress)
+           if probed else iter(()))
+    return latents.write_shard(out_dir, i, num_shards, gen, cfg.latent_dtype)
 
 
 def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:

@@ -189,7 +189,7 @@ class Accompanist:
             raise ValueError("an arrangement needs at least one prompt")
         mode = Modes(stereo_width=stereo_width)
         context_wav, _, samples = self._inputs(context, None, None, None, seconds, num_samples, mode)
-        current = None if context_wav is None else np.repeat(context_wav[None, :samples], num_samples, axis=0)
+        current = None if context_wav is None else np.repeat(context_wav[None], num_samples, axis=0)
         stems = []
         for k, prompt in enumerate(prompts):
             text, audio = (prompt, None) if isinstance(prompt, str) else (None, prompt)
@@ -199,8 +199,7 @@ class Accompanist:
             stems.append(stem)
             added = stem.mean(axis=1)
             current = added if current is None else current + added
-        base = None if context_wav is None else context_wav[:samples]
-        mix = np.stack([long_form.mix_down(base, [s[i] for s in stems]) for i in range(num_samples)])
+        mix = np.stack([long_form.mix_down(context_wav, [s[i] for s in stems]) for i in range(num_samples)])
         return stems, mix
 
     def _inputs(self, context: Audio | None, text: str | None, audio_prompt: Audio | None,

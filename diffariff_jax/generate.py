@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         for path, wav in zip(_outputs(args.out, names), batch):
             write_audio(path, wav, acc.sample_rate)
             sidecar = {"settings": vars(args), "seed": args.seed,
-                       "checkpoint": {"path": str(args.checkpoint), "step": acc.step, "fingerprint": acc.fingerprint},
+                       "checkpoint": {"path": acc.source, "step": acc.step, "fingerprint": acc.fingerprint},
                        "sample_rate": acc.sample_rate, "channels": int(wav.shape[0]),
                        "seconds": wav.shape[-1] / acc.sample_rate}
             path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True))

@@ -11,11 +11,14 @@ to the CLAP that embedded them. Where they are found, first match wins:
 Anything missing is a one-line `CompanionError` naming the flag that supplies it.
 
     write_release(out, config, params, cae=ae, clap=clap, step=step)   # a dir another machine can use
+    python -m diffariff_jax.release_bundle --checkpoint runs/ldm --out releases/ldm [--cae DIR] [--clap DIR]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import tempfile
 from typing import Any
 
@@ -141,3 +144,27 @@ def write_release(out: epath.Path, config: ml_collections.ConfigDict, params: An
     bundle = {"step": int(step), "fingerprint": ldm_fingerprint, "cae_weights": cae_fingerprint(cae),
               "clap_weights": clap_fingerprint(clap), "clap_source": clap.name}
     (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Writes a self-contained LDM release dir (EMA params, config, CAE, CLAP); errors are one line, exit 1."""
+    p = argparse.ArgumentParser(prog="python -m diffariff_jax.release_bundle", description=main.__doc__)
+    p.add_argument("--checkpoint", required=True, help="LDM training workdir (or release dir to re-bundle)")
+    p.add_argument("--out", required=True, help="new release dir (must not hold params yet)")
+    p.add_argument("--cae", help="CAE workdir or release dir (default: the one the LDM's records were made with)")
+    p.add_argument("--clap", help="CLAP name or directory (default: the one the LDM's records were made with)")
+    args = p.parse_args(argv)
+    from diffariff_jax.accompanist import Accompanist
+
+    try:
+        acc = Accompanist.load(args.checkpoint, cae=args.cae, clap=args.clap)
+        acc.save_release(args.out)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
+        return 1
+    print(f"wrote {args.out}: step {acc.step}, fingerprint {acc.fingerprint}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

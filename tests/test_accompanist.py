@@ -77,14 +77,20 @@ def test_one_compilation_for_a_batch(acc):
 
 
 def test_release_bundle_generates_on_another_machine(acc, tiny, tmp_path):
+    from diffariff_jax.release_bundle import main
+
     out = tmp_path / "bundle"
-    acc.save_release(str(out))
+    assert main(["--checkpoint", str(tiny.workdir), "--out", str(out)]) == 0
+    assert main(["--checkpoint", str(tiny.workdir), "--out", str(out)]) == 1  # never over an existing release
     moved = tmp_path / "elsewhere"
     shutil.copytree(out, moved)
     shutil.rmtree(out)
     info = json.loads((moved / "accompanist.json").read_text())
     assert info["step"] == STEP and info["fingerprint"] == acc.fingerprint
-    # The records and the original CAE / CLAP are unreachable from the moved copy's point of view.
+    # On the other machine the training records (which name the original CAE / CLAP) do not exist.
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["records_dir"] = str(tmp_path / "not_on_this_machine")
+    (moved / "config.json").write_text(json.dumps(config))
     other = Accompanist.load(str(moved))
     assert other.step == STEP and other.fingerprint == acc.fingerprint
     assert other.cae.config.to_dict() == acc.cae.config.to_dict()

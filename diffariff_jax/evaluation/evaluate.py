@@ -9,7 +9,6 @@ that it embedded no real audio.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -26,7 +25,6 @@ from diffariff_jax.evaluation import scoring
 from diffariff_jax.evaluation.cache import EmbeddingCache
 from diffariff_jax.release_bundle import cae_fingerprint, clap_fingerprint
 
-log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when what an entry holds changes
 
 

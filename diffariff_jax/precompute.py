@@ -257,28 +257,38 @@ def _write_shard(out_dir: Path, i: int, num_shards: int, probed: list, data_cfg,
     return latents.write_shard(out_dir, i, num_shards, gen, cfg.latent_dtype)
 
 
-def sharded_encoder(ae, devices: list | None = None) -> EncodeFn:
+def sharded_encoder(ae, devices: list | None = None, rows: int | None = None) -> EncodeFn:
     """ae.encode for whole-frame segments as one jitted call, batch sharded over the (local) devices.
 
     wav: [B, frames * hop_samples] -> latents [B, frames, latent_dim] (scaled like Autoencoder.encode), a jax
     Array still being computed (np.asarray waits for it).
+    rows: every call runs on exactly this many rows (rounded up to a multiple of the devices): a larger B is
+    split, a smaller one zero-padded. Without it each new B compiles the encoder again, and the batch sizes
+    a precompute sees vary (the last batch of a shard, targets dropped as silent).
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     devices = list(devices or jax.local_devices())
     mesh = Mesh(np.array(devices), ("data",))
-    rows, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    sharded, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     params = jax.device_put(ae.params, whole)
+    per_call = -(-rows // len(devices)) * len(devices) if rows else None
 
-    enc = jax.jit(ae.encode_frames, in_shardings=(whole, rows), out_shardings=rows)
+    enc = jax.jit(ae.encode_frames, in_shardings=(whole, sharded), out_shardings=sharded)
+
+    def call(wav: np.ndarray, size: int) -> jax.Array:
+        x = jax.device_put(np.pad(wav, ((0, size - wav.shape[0]), (0, 0))), sharded)
+        return enc(params, x)[: wav.shape[0]]
 
     def encode(wav: np.ndarray) -> jax.Array:
         if wav.shape[1] % ae.hop_samples:
             raise ValueError(f"segment of {wav.shape[1]} samples is not a whole number of "
                              f"{ae.hop_samples}-sample frames")
-        pad = (-wav.shape[0]) % len(devices)  # equal rows per device
-        x = jax.device_put(np.pad(np.asarray(wav, np.float32), ((0, pad), (0, 0))), rows)
-        return enc(params, x)[: wav.shape[0]]  # not fetched: callers overlap host work with the encode
+        wav = np.asarray(wav, np.float32)
+        if per_call is None:
+            return call(wav, -(-wav.shape[0] // len(devices)) * len(devices))  # equal rows per device
+        parts = [call(wav[i:i + per_call], per_call) for i in range(0, wav.shape[0], per_call)]
+        return parts[0] if len(parts) == 1 else jax.numpy.concatenate(parts)
 
     return encode
 
@@ -355,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")  # the accelerators belong to JAX
-        summary = run(data, out, sharded_encoder(ae), clap.embed_audio, cfg,
+        summary = run(data, out, sharded_encoder(ae, rows=2 * cfg.encode_batch), clap.embed_audio, cfg,
                       sample_rate=ae.sample_rate, hop_samples=ae.hop_samples, latent_dim=ae.latent_dim,
                       clap_dim=clap.dim, clap_rate=clap.sample_rate, process_index=index, process_count=count,
                       names={"cae": str(cae), "clap": clap.name,

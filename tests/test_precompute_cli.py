@@ -45,6 +45,25 @@ def test_sharded_encoder_equals_autoencoder(micro_cae):
         sharded_encoder(ae)(wav[:, :-1])
 
 
+def test_sharded_encoder_with_fixed_rows_compiles_once(micro_cae):
+    """Batches of 3, 5 and 1 rows (a shard's last batch, targets dropped as silent) reuse one 4-row program."""
+    from types import SimpleNamespace
+
+    _, ae = micro_cae
+    traced = []
+
+    def encode_frames(params, wav):  # runs once per compiled shape
+        traced.append(wav.shape[0])
+        return ae.encode_frames(params, wav)
+
+    counting = SimpleNamespace(params=ae.params, hop_samples=ae.hop_samples, encode_frames=encode_frames)
+    encode = sharded_encoder(counting, rows=4)
+    wav = (0.1 * np.random.default_rng(2).standard_normal((5, FRAMES * HOP))).astype(np.float32)
+    for n in (3, 5, 1):
+        np.testing.assert_allclose(encode(wav[:n]), ae.encode(wav[:n]), atol=1e-4)
+    assert traced == [4]
+
+
 def test_cli_end_to_end_and_errors(micro_cae, data, tmp_path, caplog):
     cae, _ = micro_cae
     clap = build_tiny_clap(tmp_path / "clap")

@@ -39,8 +39,9 @@ def _examples() -> ml_collections.ConfigDict:
         "segment_frames": 0,           # latent frames per example; 0 = the LDM's data.crop_frames
         "silence_db": -50.0,           # a stem below this RMS level in a span is not a target candidate
         "context_keep_prob": 0.5,      # each other stem joins the context with this probability (>= 1 joins)
-        "context_gain_db": (-12.0, 0.0),
+        "stem_gain_db": (-6.0, 6.0),   # every stem's level, target included, as in training (data/pipeline.py)
         "loudness_db": -20.0,          # RMS level of context + target (no jitter: examples are fixed)
+        "max_gain_db": 20.0,           # cap on the shared loudness gain, as in training
         "peak_limit": 0.99,
         "clap_seconds": 0.0,           # audio-CLAP sub-segment; 0 = the records' clap_seconds (else 5 s)
         "clap_tries": 4,               # offsets tried for the sub-segment; the loudest is kept (as precompute)

@@ -91,3 +91,22 @@ def test_prdc_terms_average_to_the_prdc_package_values():
     terms, want = scoring.prdc_terms(real, fake, 5), prdc(real, fake, 5)
     assert terms["density"].mean() == pytest.approx(want["density"])
     assert terms["coverage"].mean() == pytest.approx(want["coverage"])
+
+
+def test_eval_pairs_are_balanced_like_training_pairs():
+    """The target gets a level from stem_gain_db like every context stem (not 0 dB against -12..0 dB
+    context stems), so over many draws its level relative to one context stem is centred on 0 dB."""
+    import ml_collections
+
+    from diffariff_jax.evaluation import examples as examples_lib
+
+    cfg = ml_collections.ConfigDict({"silence_db": -50.0, "context_keep_prob": 2.0, "stem_gain_db": (-6.0, 6.0)})
+    rng = np.random.default_rng(0)
+    stems = np.ones((2, 64), np.float32)  # two equal stems: level differences come from the gains alone
+    diffs = []
+    for _ in range(1000):
+        target, context, index = examples_lib._pair(stems, (True, True), rng, cfg)
+        diffs.append(20 * np.log10(np.abs(target).mean() / np.abs(context).mean()))
+    # Difference of two uniform(-6, 6) dB levels: mean 0, std 12 / sqrt(6) = 4.9 dB.
+    assert abs(np.mean(diffs)) < 0.5
+    assert abs(np.std(diffs) - 12 / np.sqrt(6)) < 0.3

@@ -83,14 +83,17 @@ def _normalize(context: np.ndarray, target: np.ndarray, cfg: ml_collections.Conf
     from diffariff_jax.data import ops
 
     c, t = ops.normalize_loudness_pair(tf.constant(context), tf.constant(target),
-                                       tf.constant(cfg.loudness_db, tf.float32), cfg.peak_limit)
+                                       tf.constant(cfg.loudness_db, tf.float32), cfg.peak_limit,
+                                       max_gain_db=cfg.max_gain_db)
     return c.numpy(), t.numpy()
 
 
 def _pair(stems: np.ndarray, targets: tuple[bool, ...], rng: np.random.Generator,
-          cfg: ml_collections.ConfigDict) -> tuple[int, np.ndarray] | None:
-    """(target index, context [samples]) for one span's stems [num_stems, samples], or None when no stem
-    that may be a target (ProbedSong.targets: groups and bleeding stems are context only) sounds there."""
+          cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(target [samples], context [samples], target index) for one span's stems [num_stems, samples], or
+    None when no stem that may be a target (ProbedSong.targets: groups and bleeding stems are context
+    only) sounds there. Every stem, the target included, gets a level from stem_gain_db, as training's
+    pairs do (data/pipeline.py), so the target-to-context balance is centred on the source mix's."""
     levels = 10.0 * np.log10(np.mean(np.square(stems, dtype=np.float64), axis=1) + 1e-10)
     candidates = np.flatnonzero((levels >= cfg.silence_db) & np.asarray(targets))
     if candidates.size == 0:
@@ -98,11 +101,17 @@ def _pair(stems: np.ndarray, targets: tuple[bool, ...], rng: np.random.Generator
     target = int(rng.choice(candidates))
     others = np.array([k for k in range(len(stems)) if k != target])
     keep = others[rng.uniform(size=others.size) < cfg.context_keep_prob]
-    if keep.size == 0:
+    audible = others[levels[others] >= cfg.silence_db]
+    # A context of silent stems only would score a "context" condition on no context at all.
+    if audible.size and not np.isin(keep, audible).any():
+        keep = np.append(keep, audible[int(rng.integers(audible.size))])
+    elif keep.size == 0:
         keep = others[[int(rng.integers(others.size))]]
-    lo, hi = cfg.context_gain_db
+    lo, hi = cfg.stem_gain_db
     gains = 10.0 ** (rng.uniform(lo, hi, size=keep.size) / 20.0)
-    return target, (gains[:, None] * stems[keep]).sum(axis=0).astype(np.float32)
+    context = (gains[:, None] * stems[keep]).sum(axis=0).astype(np.float32)
+    target_gain = 10.0 ** (rng.uniform(lo, hi) / 20.0)
+    return (target_gain * stems[target]).astype(np.float32), context, target
 
 
 def draw(songs: list[ProbedSong], num: int, length: int, sample_rate: int, clap_samples: int,
@@ -125,8 +134,8 @@ def draw(songs: list[ProbedSong], num: int, length: int, sample_rate: int, clap_
         if picked is None:
             silent += 1
             continue
-        target_index, context = picked
-        context, target = _normalize(context, stems[target_index], cfg)
+        target, context, target_index = picked
+        context, target = _normalize(context, target, cfg)
         window, _ = clap_windows(target, 1, clap_samples, cfg.clap_tries, rng)
         rows.append((context, target, window[0], song.song_id, song.instruments[target_index], offset))
     total = sum(s.num_samples // length for s in songs)

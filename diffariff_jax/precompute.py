@@ -100,11 +100,12 @@ def clap_windows(target: np.ndarray, count: int, length: int, tries: int, rng: n
                  ) -> tuple[list[np.ndarray], list[int]]:
     """`count` sub-segments [length] of target [samples] at random offsets (loudest of `tries` each)."""
     length = min(length, target.shape[0])
+    # One running sum of squares prices every candidate window in O(1) (count * tries windows per target).
+    power = np.concatenate([[0.0], np.cumsum(np.square(target, dtype=np.float64))])
     wins, offsets = [], []
     for _ in range(count):
         cands = rng.integers(0, target.shape[0] - length + 1, size=tries)
-        energy = [float(np.mean(np.square(target[o:o + length], dtype=np.float64))) for o in cands]
-        best = int(cands[int(np.argmax(energy))])
+        best = int(cands[int(np.argmax(power[cands + length] - power[cands]))])
         wins.append(target[best:best + length])
         offsets.append(best)
     return wins, offsets
@@ -257,14 +258,24 @@ def _write_shard(out_dir: Path, i: int, num_shards: int, probed: list, data_cfg,
     return latents.write_shard(out_dir, i, num_shards, gen, cfg.latent_dtype)
 
 
+def call_sizes(rows: int, per_call: int, unit: int) -> list[int]:
+    """Row counts of the encoder calls for `rows` rows: whole calls of `per_call` rows, then the rest as powers
+    of two times `unit` (the device count; the last call is padded up to it). Batch sizes vary in a precompute
+    (a shard's last batch, targets dropped as silent), and this keeps the compiled shapes to per_call and
+    unit * 2^k < per_call while padding fewer than `unit` rows."""
+    units, per_units = -(-rows // unit), max(per_call // unit, 1)
+    rest = units % per_units
+    return [per_units * unit] * (units // per_units) + [unit << k for k in reversed(range(rest.bit_length()))
+                                                          if rest >> k & 1]
+
+
 def sharded_encoder(ae, devices: list | None = None, rows: int | None = None) -> EncodeFn:
-    """ae.encode for whole-frame segments as one jitted call, batch sharded over the (local) devices.
+    """ae.encode for whole-frame segments as jitted calls, batch sharded over the (local) devices.
 
     wav: [B, frames * hop_samples] -> latents [B, frames, latent_dim] (scaled like Autoencoder.encode), a jax
     Array still being computed (np.asarray waits for it).
-    rows: every call runs on exactly this many rows (rounded up to a multiple of the devices): a larger B is
-    split, a smaller one zero-padded. Without it each new B compiles the encoder again, and the batch sizes
-    a precompute sees vary (the last batch of a shard, targets dropped as silent).
+    rows: the most rows per call; B is cut by `call_sizes`, so a run compiles a few shapes at most. Without it
+    every B is one call, padded to a multiple of the devices, and each new B compiles the encoder again.
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -272,22 +283,21 @@ def sharded_encoder(ae, devices: list | None = None, rows: int | None = None) ->
     mesh = Mesh(np.array(devices), ("data",))
     sharded, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     params = jax.device_put(ae.params, whole)
-    per_call = -(-rows // len(devices)) * len(devices) if rows else None
-
     enc = jax.jit(ae.encode_frames, in_shardings=(whole, sharded), out_shardings=sharded)
-
-    def call(wav: np.ndarray, size: int) -> jax.Array:
-        x = jax.device_put(np.pad(wav, ((0, size - wav.shape[0]), (0, 0))), sharded)
-        return enc(params, x)[: wav.shape[0]]
 
     def encode(wav: np.ndarray) -> jax.Array:
         if wav.shape[1] % ae.hop_samples:
             raise ValueError(f"segment of {wav.shape[1]} samples is not a whole number of "
                              f"{ae.hop_samples}-sample frames")
         wav = np.asarray(wav, np.float32)
-        if per_call is None:
-            return call(wav, -(-wav.shape[0] // len(devices)) * len(devices))  # equal rows per device
-        parts = [call(wav[i:i + per_call], per_call) for i in range(0, wav.shape[0], per_call)]
+        d = len(devices)
+        sizes = call_sizes(wav.shape[0], rows, d) if rows else [-(-wav.shape[0] // d) * d]
+        parts, start = [], 0
+        for size in sizes:
+            piece = wav[start:start + size]
+            x = jax.device_put(np.pad(piece, ((0, size - piece.shape[0]), (0, 0))), sharded)
+            parts.append(enc(params, x)[: piece.shape[0]])
+            start += size
         return parts[0] if len(parts) == 1 else jax.numpy.concatenate(parts)
 
     return encode

@@ -183,3 +183,19 @@ def test_host_split_from_flags_or_the_launchers_environment():
     assert host_split(None, None, {"JAX_PROCESS_ID": "1", "JAX_NUM_PROCESSES": "3"}) == (1, 3)
     assert host_split(None, None, {"SLURM_PROCID": "5", "SLURM_NTASKS": "8"}) == (5, 8)
     assert host_split(None, None, {"TPU_WORKER_ID": "2", "TPU_WORKER_HOSTNAMES": "a,b,c,d"}) == (2, 4)
+
+
+def test_clap_windows_keep_the_loudest_candidate():
+    """Each window is the loudest of its `tries` random offsets (brute-force mean square as the reference)."""
+    from diffariff_jax.precompute import clap_windows
+
+    rng = np.random.default_rng(5)
+    target = (0.01 * rng.standard_normal(20_000)).astype(np.float32)
+    target[12_000:13_000] *= 50.0  # one loud note among quiet noise
+    wins, offsets = clap_windows(target, 3, 2_000, 6, np.random.default_rng(9))
+    draws = np.random.default_rng(9)
+    for win, off in zip(wins, offsets):
+        cands = draws.integers(0, target.shape[0] - 2_000 + 1, size=6)
+        energy = [np.mean(target[o:o + 2_000].astype(np.float64) ** 2) for o in cands]
+        assert off == cands[int(np.argmax(energy))]
+        np.testing.assert_array_equal(win, target[off:off + 2_000])

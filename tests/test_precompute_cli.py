@@ -7,7 +7,7 @@ import pytest
 
 from diffariff_jax.data import layouts
 from diffariff_jax.data.latents import decode_example, list_shards, read_info
-from diffariff_jax.precompute import main, sharded_encoder
+from diffariff_jax.precompute import call_sizes, main, sharded_encoder
 from diffariff_jax.testing.random_cae import MICRO_CAE, random_cae
 from diffariff_jax.testing.synth_stems import make_tree
 from diffariff_jax.testing.tiny_clap import build_tiny_clap
@@ -45,8 +45,18 @@ def test_sharded_encoder_equals_autoencoder(micro_cae):
         sharded_encoder(ae)(wav[:, :-1])
 
 
-def test_sharded_encoder_with_fixed_rows_compiles_once(micro_cae):
-    """Batches of 3, 5 and 1 rows (a shard's last batch, targets dropped as silent) reuse one 4-row program."""
+def test_call_sizes_cover_the_rows_with_few_shapes():
+    assert call_sizes(64, 64, 1) == [64] and call_sizes(13, 8, 1) == [8, 4, 1]
+    assert call_sizes(3, 8, 2) == [4] and call_sizes(5, 8, 2) == [4, 2]  # padded to the 2 devices
+    shapes = {n for b in range(1, 65) for n in call_sizes(b, 64, 1)}
+    assert shapes == {1, 2, 4, 8, 16, 32, 64}
+    for b in range(1, 40):
+        sizes = call_sizes(b, 10, 2)
+        assert 0 <= sum(sizes) - b < 2 and set(sizes) <= {10, 8, 4, 2}
+
+
+def test_sharded_encoder_with_rows_reuses_few_compiled_shapes(micro_cae):
+    """Batches of every size from 1 to 8 (a shard's last batch, targets dropped as silent) trace 4 shapes, not 8."""
     from types import SimpleNamespace
 
     _, ae = micro_cae
@@ -57,11 +67,12 @@ def test_sharded_encoder_with_fixed_rows_compiles_once(micro_cae):
         return ae.encode_frames(params, wav)
 
     counting = SimpleNamespace(params=ae.params, hop_samples=ae.hop_samples, encode_frames=encode_frames)
-    encode = sharded_encoder(counting, rows=4)
-    wav = (0.1 * np.random.default_rng(2).standard_normal((5, FRAMES * HOP))).astype(np.float32)
-    for n in (3, 5, 1):
-        np.testing.assert_allclose(encode(wav[:n]), ae.encode(wav[:n]), atol=1e-4)
-    assert traced == [4]
+    encode = sharded_encoder(counting, rows=8)
+    wav = (0.1 * np.random.default_rng(2).standard_normal((8, 2 * HOP))).astype(np.float32)
+    want = ae.encode(wav)
+    for n in range(1, 9):
+        np.testing.assert_allclose(encode(wav[:n]), want[:n], atol=1e-4)
+    assert sorted(traced) == [1, 2, 4, 8]
 
 
 def test_cli_end_to_end_and_errors(micro_cae, data, tmp_path, caplog):

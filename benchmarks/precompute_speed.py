@@ -6,8 +6,9 @@
 Runs, alternating on the same songs in one process (so they share the machine's load):
   variable   the encoder as before 5c96b1c: one compilation per batch size it meets (the last batch of every
              shard is smaller), 144-frame (12.3 s) records
-  fixed      every encoder call on 2 x encode_batch rows (precompute's CLI since 5c96b1c), 144-frame records
-  short      fixed, records of --short-frames frames (64 = 5.5 s: room for the 5 s CLAP windows and for the
+  bucketed   encoder calls cut by precompute.call_sizes (precompute's CLI since dc72e98): at most
+             log2(2 x encode_batch) + 1 compiled shapes whatever the batch sizes, 144-frame records
+  short      bucketed, records of --short-frames frames (64 = 5.5 s: room for the 5 s CLAP windows and for the
              tiny/demo LDM's 16/32-frame crops; the `paper` LDM's 117-frame crops need the default 144)
 Without --cae the CAE of configs/cae.py `--cae-variant` gets random weights (diffariff_jax/testing/random_cae.py),
 without --clap the `small` CLAP of configs/clap.py does, and without --data 20 s synthetic songs of 3 stems
@@ -79,10 +80,12 @@ def main() -> None:
         clap = ClapEmbedder.from_pretrained(args.clap or _random_small_clap(Path(made, "clap")))
         data_dir = Path(args.data) if args.data else make_tree(Path(made, "data"), args.songs, 20.0, 3)
         load_before = os.getloadavg()
+        compile_s = _compile_seconds(ae, 2 * args.encode_batch)
         runs = [_measure(args, ae, clap, data_dir, name, frames, fixed)
                 for _ in range(args.rounds)
-                for name, frames, fixed in (("variable", 144, False), ("fixed", 144, True),
+                for name, frames, fixed in (("variable", 144, False), ("bucketed", 144, True),
                                             ("short", args.short_frames, True))]
+    print(f"compiling the 144-frame encoder for one more batch shape: {compile_s} s")
     print(" | ".join(COLUMNS))
     for r in runs:
         print(" | ".join(str(r[k]) for k in COLUMNS))
@@ -92,11 +95,24 @@ def main() -> None:
            "devices": [str(d) for d in jax.local_devices()], "cpus": os.cpu_count(),
            "load_average_before": [round(x, 1) for x in load_before],
            "load_average_after": [round(x, 1) for x in os.getloadavg()],
-           "note": "2-core machine shared with other jobs: compare runs side by side, and cpu_s", "runs": runs}
+           "compile_s_per_new_batch_shape": compile_s, "note": "2-core machine shared with other jobs: compare runs side by side, and cpu_s", "runs": runs}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"-> {out}")
+
+
+def _compile_seconds(ae: Autoencoder, rows: int) -> float:
+    """What one more batch shape costs a precompute: first call of a fresh jit minus a compiled call."""
+    wav = np.zeros((rows, 144 * ae.hop_samples), np.float32)
+    encode = sharded_encoder(SimpleNamespace(params=ae.params, hop_samples=ae.hop_samples,
+                                             encode_frames=lambda p, w: ae.encode_frames(p, w)))
+    t = time.perf_counter()
+    np.asarray(encode(wav))
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    np.asarray(encode(wav))
+    return round(first - (time.perf_counter() - t), 1)
 
 
 def _random_small_clap(out: Path) -> str:

@@ -320,7 +320,8 @@ HELP = {
     "mixes_per_minute": "visits per minute of audio, so long songs get more (0 = mixes-per-song for every song)",
     "group_targets": "let group stems (MUSDB drums/other/vocals, MoisesDB other) be targets (1/0)",
     "bleed_targets": "let stems flagged as bleeding (MoisesDB, MedleyDB) be targets (1/0)",
-    "segment_frames": "latent frames per record (4096 samples each)",
+    "segment_frames": "latent frames per record (4096 samples each); at least the LDM's data.crop_frames (paper "
+                      "117, demo 32, tiny 16); the CAE's cost is linear in it, so 64 suffices for demo/tiny",
     "clap_segments": "CLAP embeddings per record, of random target sub-segments",
     "clap_seconds": "length of one CLAP sub-segment in seconds",
     "clap_tries": "random offsets tried per CLAP sub-segment; the loudest is kept",

@@ -11,6 +11,14 @@ Launch:
   python -m diffariff_jax.train --config configs/ldm.py:tiny --workdir runs/ldm
   python -m diffariff_jax.train --config configs/ldm.py:paper --workdir runs/ldm_paper \
       --config.train.batch_size=256 --config.mesh.fsdp=8
+
+Chosen topology for `paper` (compiled ahead with `python -m diffariff_jax.aot`; numbers per chip, XLA's
+estimates, not runs; docs/training.md has the table and its caveats):
+  v5p:2x2x2 (8 chips), batch 256, --config.mesh.data=1 --config.mesh.fsdp=8: 2.76 GiB of 95 (97 % free),
+      estimated 19.9 ms/step, <= 27.9 % MFU (a lower bound on time: the cost model counts loop bodies once);
+  the same with data=8 fsdp=1 (the default mesh): 9.98 GiB, estimated 27.2 ms/step, 20.4 % MFU.
+  v4-32, v5e-64, v5p-64, v6e-64: not compiled yet; run the aot command with --topology v4:2x2x4, v5e:8x8,
+  v5p:2x4x4 or v6e:8x8 before launching there.
 """
 from __future__ import annotations
 

@@ -135,12 +135,13 @@ class Accompanist:
     # ---- generation ------------------------------------------------------------------------------
 
     def generate_batch(self, context: np.ndarray | None, clap: np.ndarray | None, *,
-                       num_frames: int | None = None, seed: int = 0,
+                       num_frames: int | None = None, batch_size: int | None = None, seed: int = 0,
                        settings: SamplerSettings = SamplerSettings()) -> np.ndarray:
         """b stems in one compiled sampler call, then one CAE decode.
 
         context: [b, samples] mono float32 at acc.sample_rate, or None (then num_frames is needed);
-        clap: [b, clap_dim] or None. Returns [b, samples] float32 (samples = num_frames * 4096 without context).
+        clap: [b, clap_dim] or None; batch_size: b when neither is given (unconditional), default 1.
+        Returns [b, samples] float32 (samples = num_frames * 4096 without context).
         """
         sampler_cfg = settings.sampler_config(self.config.sampler)
         k_sample, k_decode = jax.random.split(jax.random.PRNGKey(int(seed)))
@@ -153,7 +154,7 @@ class Accompanist:
         elif num_frames is None or int(num_frames) < 1:
             raise ValueError(f"generate_batch without a context needs num_frames >= 1, got {num_frames}")
         num_frames = int(num_frames)
-        batch = None if context is not None or clap is not None else 1
+        batch = None if context is not None or clap is not None else int(batch_size or 1)
         latents = samplers.sample(self.denoiser, self.params, k_sample, num_frames=num_frames,
                                   sampler_cfg=sampler_cfg, batch_size=batch, context=context_latents,
                                   clap=None if clap is None else np.asarray(clap, np.float32))

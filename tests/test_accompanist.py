@@ -58,6 +58,8 @@ def test_generate_batch_shapes_determinism_and_batch(acc):
     assert not np.allclose(a, acc.generate_batch(context, clap, seed=4, settings=FAST))
     uncond = acc.generate_batch(None, None, num_frames=4, seed=0, settings=FAST)
     assert uncond.shape == (1, 4 * HOP)
+    batch = acc.generate_batch(None, None, num_frames=4, batch_size=3, seed=0, settings=FAST)
+    assert batch.shape == (3, 4 * HOP) and not np.allclose(batch[0], batch[1])  # three samples, not copies
     clap_only = acc.generate_batch(None, clap, num_frames=4, settings=FAST)
     assert clap_only.shape == (2, 4 * HOP)
     with pytest.raises(ValueError, match="num_frames"):

@@ -7,8 +7,6 @@
     unconditional   neither
 Generation goes through `Accompanist.generate_batch`: `batch` examples per compiled sampler call, the
 last batch padded with repeats of its first row so every call has one shape (one compilation).
-`generate_batch` makes one stem when it gets neither context nor CLAP, so the unconditional rows are
-generated one call per example (each with its own seed; one compilation all the same).
 """
 from __future__ import annotations
 
@@ -71,14 +69,13 @@ def generate(acc: Any, examples: Examples, condition: Condition, prompts: dict[s
     n, samples = examples.target.shape
     frames = acc.frames_for(samples)
     out = []
-    if not condition.context and not condition.clap:
-        batch = 1
     for b, start in enumerate(range(0, n, batch)):
         rows = np.arange(start, start + batch)
         rows = np.where(rows < n, rows, start)  # pad the last batch: one compiled shape for every call
         context = examples.context[rows] if condition.context else None
         clap = prompts[condition.clap][rows] if condition.clap else None
-        stems = acc.generate_batch(context, clap, num_frames=frames, seed=seed * 1_000_003 + b, settings=settings)
+        stems = acc.generate_batch(context, clap, num_frames=frames, batch_size=len(rows),
+                                   seed=seed * 1_000_003 + b, settings=settings)
         out.append(np.asarray(stems, np.float32)[: min(batch, n - start), :samples])
         advance(min(batch, n - start))
     return np.concatenate(out)

@@ -31,7 +31,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from configs import cae as cae_configs  # noqa: E402
 from configs import ldm as ldm_configs  # noqa: E402
 from diffariff_jax.training import loop  # noqa: E402
 from diffariff_jax.training import mesh as mesh_lib  # noqa: E402

@@ -97,3 +97,21 @@ def test_missing_fluidsynth_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="fluidsynth not found"):
         render.render_dataset(tmp_path, 1)
+
+
+def test_a_note_cut_to_a_sliver_by_seconds_max_does_not_hang_fluidsynth(tmp_path):
+    """bwv4.8 cut at 6 s leaves a 0.9 ms alto note whose note-on and note-off share a MIDI tick: the note
+    never ended and fluidsynth wrote audio until the disk filled. It must render in seconds."""
+    import subprocess
+    import sys
+
+    work = next(w for w in render.list_works() if w.endswith("bwv4.8.mxl"))
+    code = (f"from diffariff_jax.data import render; m = render.render_song(18, {work!r}, {str(tmp_path)!r}, 0, "
+            "render.default_soundfont(), 6.0); print(m['seconds'], len(m['stems']))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("fluidsynth did not finish a 6 s song in 120 s (a note left hanging)")
+    assert out.returncode == 0, out.stderr[-500:]
+    seconds, stems = out.stdout.split()
+    assert float(seconds) == 6.0 + render.TAIL_SECONDS and int(stems) >= 2

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48000
 TAIL_SECONDS = 1.5  # release/reverb tail kept after the last note
+# A note cut shorter than this by --seconds-max can land its note-on and note-off on one MIDI tick,
+# where the note-off may be written first: the note never ends and fluidsynth renders forever.
+MIN_NOTE_SECONDS = 0.05
 BPM_RANGE = (60.0, 110.0)
 TRANSPOSE_RANGE = (-5, 5)
 VELOCITY_RANGE = (70, 110)
@@ -161,11 +164,12 @@ def render_song(index: int, work: str, out_dir: str | Path, seed: int, soundfont
             velocity = int(rng.integers(*VELOCITY_RANGE))
             for on, dur, pitch in notes:
                 start, stop = on * sec, min((on + dur) * sec, end)
-                if start < end and 0 <= pitch < 128:
+                if stop - start >= MIN_NOTE_SECONDS and 0 <= pitch < 128:
                     vel = int(np.clip(velocity + rng.integers(-8, 9), 1, 127))
                     inst.notes.append(pretty_midi.Note(vel, pitch, start, stop))
-            # A no-op controller after the tail keeps fluidsynth rendering the release of the last notes.
-            inst.control_changes.append(pretty_midi.ControlChange(7, 100, end + TAIL_SECONDS))
+            # "All notes off" after the tail: fluidsynth renders the release of the last notes up to there,
+            # and a note left hanging by any quirk of the score still ends.
+            inst.control_changes.append(pretty_midi.ControlChange(123, 0, end + TAIL_SECONDS))
             midi = pretty_midi.PrettyMIDI(initial_tempo=bpm)
             midi.instruments.append(inst)
             wav = _render_part(midi, Path(soundfont), Path(tmpdir), f"p{k}")

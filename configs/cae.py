@@ -11,6 +11,11 @@ Variants:
 Launch:
   python -m diffariff_jax.train --config configs/cae.py:tiny --workdir runs/cae
   python -m diffariff_jax.train --config configs/cae.py:m2l --workdir runs/cae_m2l --config.train.batch_size=16
+
+Compiled ahead for `m2l` (`python -m diffariff_jax.aot --config configs/cae.py:m2l --topology v5p:2x2x2`; XLA's
+estimates per chip, not runs; docs/training.md): batch 16 on v5p:2x2x2, data=8 fsdp=1: 5.26 GiB of 95,
+estimated 62 ms/step, 6.8 % MFU (memory-bound: GroupNorm, elementwise work and copies). Other topologies are not
+compiled yet.
 """
 from __future__ import annotations
 

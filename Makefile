@@ -6,6 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
+# The TPU compiler for ahead-of-time checks (python -m diffariff_jax.aot; the jax[tpu]==0.10.2 pin), kept
+# out of the venv's importable packages: importable, every `import jax` on a CPU or GPU host probes it,
+# prints TPU start-up errors and contends for libtpu's lock file. The aot command finds it here.
+LIBTPU := libtpu==0.0.42.1
+LIBTPU_DIR := $(VENV)/aot-libtpu
 
 .PHONY: test install system-deps clean demo demo-quick
 
@@ -28,6 +33,7 @@ $(STAMP): requirements.txt requirements-test.txt setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps --upgrade --target $(LIBTPU_DIR) $(LIBTPU)
 	touch $(STAMP)
 
 install: system-deps $(STAMP)

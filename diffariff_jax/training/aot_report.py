@@ -14,8 +14,12 @@ Loops (the sampler's fori_loop) appear once in the HLO: their collectives and cy
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
+import os
 import re
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -37,10 +41,24 @@ class AotError(ValueError):
     """A topology or program that cannot be compiled ahead of time (one-line message)."""
 
 
+def find_libtpu() -> None:
+    """Points JAX at libtpu when it is not an importable package: `make install` keeps it in
+    .venv/aot-libtpu (see the Makefile) so that plain `import jax` never probes a TPU. JAX reads
+    TPU_LIBRARY_PATH when the topology is first asked for, so setting it here, after import, works."""
+    if importlib.util.find_spec("libtpu") is not None or os.environ.get("TPU_LIBRARY_PATH"):
+        return
+    bundled = Path(sys.prefix) / "aot-libtpu" / "libtpu" / "libtpu.so"
+    if not bundled.exists():
+        raise AotError(f"libtpu is not installed (looked for {bundled}): run `make install`, or "
+                       "pip install libtpu==0.0.42.1 (the jax[tpu]==0.10.2 pin)")
+    os.environ["TPU_LIBRARY_PATH"] = str(bundled)
+
+
 def topology_devices(name: str) -> list[jax.Device]:
     """Abstract devices of TPU topology `name` ("v5p:2x2x2", "v4:2x2x4", "v5e:8x8", "v6e:4x4"), no TPU needed."""
     from jax.experimental import topologies
 
+    find_libtpu()
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=name).devices)
     except Exception as err:  # libtpu raises plain RuntimeErrors / XlaRuntimeErrors with long texts

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from diffariff_jax import metrics
 from diffariff_jax.evaluation import scoring
 from diffariff_jax.evaluation.cache import EmbeddingCache
 from eval_fixtures import tiny_eval_config
@@ -110,3 +111,25 @@ def test_eval_pairs_are_balanced_like_training_pairs():
     # Difference of two uniform(-6, 6) dB levels: mean 0, std 12 / sqrt(6) = 4.9 dB.
     assert abs(np.mean(diffs)) < 0.5
     assert abs(np.std(diffs) - 12 / np.sqrt(6)) < 0.3
+
+
+def test_gram_route_fad_and_apa_equal_the_dense_covariance_route():
+    from diffariff_jax.evaluation import sample_fd
+
+    rng = np.random.default_rng(3)
+    dim = 64
+    for n, m in ((6, 6), (6, 24), (7, 30), (40, 40)):  # the last one takes the dense route (n + m > dim)
+        x = rng.normal(size=(n, dim))
+        y = 1.3 * rng.normal(size=(m, dim)) + 0.2 * rng.normal(size=dim)
+        assert sample_fd.fad(x, y) == pytest.approx(metrics.fad(x, y), rel=1e-10)
+        rows = rng.integers(0, n, size=n)  # a bootstrap resample: duplicated rows, rank below n - 1
+        assert sample_fd.fad(x[rows], y[:n]) == pytest.approx(metrics.fad(x[rows], y[:n]), rel=1e-10, abs=1e-9)
+    context = rng.normal(size=(8, dim))
+    matching = context + 0.5 * rng.normal(size=(8, dim))
+    mismatched = np.concatenate([context[np.roll(np.arange(8), k)] + 0.5 * rng.normal(size=(8, dim))
+                                 for k in (1, 2, 3)])
+    for candidate in (matching + 0.1 * rng.normal(size=(8, dim)), mismatched[:8]):
+        assert sample_fd.apa(candidate, matching, mismatched) == pytest.approx(
+            metrics.apa(candidate, matching, mismatched)["apa"], abs=1e-10)
+    with pytest.raises(ValueError, match="fad"):
+        sample_fd.fad(x[:1], y)

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from diffariff_jax import metrics
+from diffariff_jax.evaluation import sample_fd  # metrics.fad / apa from n x m Gram matrices when n < dim
 
 METRICS = ("fad", "mmd2", "density", "coverage", "apa", "clap_score", "instrument_acc")
 
@@ -93,7 +94,7 @@ def _point(real, stems, mixes, apa_sets, per, cfg, seed, rows=None, kernels=None
     pick = (lambda x: x) if rows is None else (lambda x: x[rows])
     n = real.shape[0]
     out: dict[str, float | None] = {
-        "fad": metrics.fad(pick(real), pick(stems), float(cfg.fad_imag_tol)),
+        "fad": sample_fd.fad(pick(real), pick(stems), float(cfg.fad_imag_tol)),
         "mmd2": _mmd2(cfg)(real, stems, seed) if rows is None else mmd2_resampled(kernels, rows),
         "density": float(pick(per["density"]).mean()),
         "coverage": float(pick(per["coverage"]).mean()),
@@ -104,7 +105,7 @@ def _point(real, stems, mixes, apa_sets, per, cfg, seed, rows=None, kernels=None
         if rows is not None:  # R' holds K pairings of the n examples, block by block: draw the same examples
             blocks = mismatched.shape[0] // n
             mismatched = mismatched[(rows[None, :] + n * np.arange(blocks)[:, None]).ravel()]
-        out["apa"] = metrics.apa(pick(mixes), pick(apa_sets[0]), mismatched, float(cfg.fad_imag_tol))["apa"]
+        out["apa"] = sample_fd.apa(pick(mixes), pick(apa_sets[0]), mismatched, float(cfg.fad_imag_tol))
     out["clap_score"] = float(pick(per["clap_score"]).mean())
     out["instrument_acc"] = float(pick(per["instrument_correct"]).mean())
     return out

@@ -30,14 +30,20 @@ class DemoSize:
     clap_seconds: float  # audio-CLAP sub-segments of the target, shorter than a segment
     ldm_steps: int
     eval_examples: int  # > metrics.prdc_k (5): density and coverage need k neighbours
+    eval_sampler_steps: int  # eval's Heun steps per generated stem
+    eval_resamples: int  # bootstrap resamples of every interval in the report
     sampler_steps: int  # generate's --steps (SPEC's 30 at full size)
 
 
 SIZES = {
     "full": DemoSize(songs=120, song_seconds=35.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
-                     segment_frames=48, clap_seconds=3.0, ldm_steps=3000, eval_examples=32, sampler_steps=30),
+                     segment_frames=48, clap_seconds=3.0, ldm_steps=3000, eval_examples=32, eval_sampler_steps=8,
+                     eval_resamples=50, sampler_steps=30),
+    # 67 songs is the fewest whose song-level test split (5 %) holds 3 songs: 12 spans of 2.7 s at 12 s a
+    # song, i.e. 6 examples + 6 reference spans, the least density/coverage (prdc_k = 5) can score.
     "quick": DemoSize(songs=67, song_seconds=12.0, cae_steps=6, clap_steps=4, mixes_per_song=1,
-                      segment_frames=32, clap_seconds=2.0, ldm_steps=6, eval_examples=8, sampler_steps=2),
+                      segment_frames=32, clap_seconds=2.0, ldm_steps=6, eval_examples=6, eval_sampler_steps=2,
+                      eval_resamples=10, sampler_steps=2),
 }
 
 
@@ -85,6 +91,8 @@ def plan(out: Path, size: DemoSize) -> list[Stage]:
         Stage("eval", f"the paper's table on {size.eval_examples} held-out examples, with baselines",
               (_py("diffariff_jax.eval", "--checkpoint", ldm, "--data", data, "--out", report,
                    "--config", f"{REPO / 'configs/eval.py'}:tiny", f"--config.num_examples={size.eval_examples}",
+                   f"--config.sampler.steps={size.eval_sampler_steps}",
+                   f"--config.bootstrap.num_resamples={size.eval_resamples}",
                    "--cache-dir", out / "cache", "--overwrite"),)),
         Stage("generate", "context + text, context + audio prompt, a two-track arrangement, "
               "a 30 s outpainted stem, pseudo-stereo",

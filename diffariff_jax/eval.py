@@ -6,9 +6,10 @@
 --checkpoint is an LDM training workdir (its newest checkpoint) or a release dir; the CAE and CLAP are the
 ones its records were made with (--cae / --clap override; the CLAP also makes every metric embedding).
 --data defaults to the folder the training records were made from, --config to the variant matching the
-checkpoint's (tiny -> tiny, else paper). The report folder (docs/evaluation.md) gets report.json,
-examples.csv, PNG plots, WAVs and index.html; a training workdir also gets the scalars in its TensorBoard
-(split "eval") at the checkpoint's step. Every user-facing failure is one line on stderr and exit 1.
+checkpoint's (tiny -> tiny, else paper; --config.KEY=VALUE overrides apply to it). The report folder
+(docs/evaluation.md) gets report.json, examples.csv, PNG plots, WAVs and index.html; a training workdir
+also gets the scalars in its TensorBoard (split "eval") at the checkpoint's step. Every user-facing failure
+is one line on stderr and exit 1.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import logging as py_logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+_EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval.py"
 _CONFIG = config_flags.DEFINE_config_file("config", None, "eval config and variant, e.g. configs/eval.py:tiny "
                                           "(default: the variant matching the checkpoint's)")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "LDM training workdir or release dir")
@@ -72,10 +75,33 @@ def main(argv: list[str]) -> None:
     print(run.summary(report, out, time.perf_counter() - start), flush=True)
 
 
+def _with_default_config(argv: list[str]) -> list[str]:
+    """argv with --config set to the checkpoint's variant when only --config.KEY=VALUE overrides are given.
+
+    config_flags applies overrides to the file --config names; without one they would have nothing to
+    override, so the variant eval would pick anyway (tiny -> tiny, else paper) is named explicitly.
+    """
+    args = argv[1:]
+    if any(a == "--config" or a.startswith("--config=") for a in args) or not any(
+            a.startswith("--config.") for a in args):
+        return argv
+    from diffariff_jax import paths
+    from diffariff_jax.evaluation.run import default_variant
+    from diffariff_jax.training.checkpoint import CheckpointError
+
+    flags.FLAGS([argv[0], *(a for a in args if not a.startswith("--config."))])
+    try:
+        variant = default_variant(paths.resolve(_CHECKPOINT.value, "--checkpoint"))
+    except (paths.PathError, CheckpointError) as err:
+        _fail(str(err).strip().splitlines()[0])
+    flags.FLAGS.unparse_flags()
+    return [argv[0], f"--config={_EVAL_CONFIG}:{variant}", *args]
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's parser, with a bad flag or --config.KEY reported in one line."""
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(_with_default_config(argv))
     except flags.Error as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         _fail(" ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])

@@ -170,7 +170,13 @@ def test_cli_errors_are_one_line_and_exit_1(setup, tmp_path):
     for args, expected in (
             (["--checkpoint", str(tiny.cae), "--out", str(tmp_path / "x")], "holds a 'cae' model, not 'ldm'"),
             (["--checkpoint", str(tiny.workdir), "--out", str(tmp_path / "y"), "--config",
-              f"{REPO}/configs/eval.py:tiny", "--config.conditions=('context_text','karaoke')"], "'karaoke'")):
+              f"{REPO}/configs/eval.py:tiny", "--config.conditions=('context_text','karaoke')"], "'karaoke'"),
+            # fewer examples than prdc_k + 1 (was a numpy "kth out of bounds" traceback); without --config the
+            # override applies to the checkpoint's variant (tiny, 32 examples), so only an applied override fails
+            (["--checkpoint", str(tiny.workdir), "--out", str(tmp_path / "z"), "--config.num_examples=3"],
+             "--config.num_examples=3: density and coverage need more than --config.metrics.prdc_k=5"),
+            (["--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "w"), "--config.seed=1"],
+             "nowhere")):
         proc = subprocess.run([sys.executable, "-m", "diffariff_jax.eval", "--data", str(data), *args],
                               capture_output=True, text=True, timeout=300, cwd=REPO)
         assert proc.returncode == 1, proc.stderr[-2000:]

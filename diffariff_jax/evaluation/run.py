@@ -22,12 +22,17 @@ class EvalError(ValueError):
     """A one-line problem with the evaluation's settings or flags."""
 
 
-def default_config(checkpoint: Any) -> ml_collections.ConfigDict:
+def default_variant(checkpoint: Any) -> str:
     """The eval variant matching the checkpoint's LDM variant: tiny -> tiny, anything else -> paper."""
-    from configs.eval import get_config
     from diffariff_jax.training.checkpoint import read_config
 
-    return get_config("tiny" if read_config(checkpoint).get("variant") == "tiny" else "paper")
+    return "tiny" if read_config(checkpoint).get("variant") == "tiny" else "paper"
+
+
+def default_config(checkpoint: Any) -> ml_collections.ConfigDict:
+    from configs.eval import get_config
+
+    return get_config(default_variant(checkpoint))
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
@@ -41,6 +46,10 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     for key in ("num_examples", "generate_batch", "apa_pairings"):
         if int(cfg[key]) < 1:
             raise EvalError(f"--config.{key} must be >= 1, got {cfg[key]}")
+    # density and coverage take each example's k-th nearest real neighbour: k + 1 examples at least
+    if int(cfg.num_examples) <= int(cfg.metrics.prdc_k):
+        raise EvalError(f"--config.num_examples={cfg.num_examples}: density and coverage need more than "
+                        f"--config.metrics.prdc_k={cfg.metrics.prdc_k} examples")
     if int(cfg.bootstrap.num_resamples) < 1 or not 0 < float(cfg.bootstrap.confidence) < 1:
         raise EvalError("--config.bootstrap: num_resamples must be >= 1 and confidence in (0, 1)")
 

@@ -12,7 +12,7 @@ PYTEST_ARGS ?= -n 2
 LIBTPU := libtpu==0.0.42.1
 LIBTPU_DIR := $(VENV)/aot-libtpu
 
-.PHONY: test install system-deps clean demo demo-quick
+.PHONY: test test-pipeline install system-deps clean demo demo-quick
 
 system-deps:
 	@command -v fluidsynth >/dev/null 2>&1 || { \
@@ -39,7 +39,10 @@ $(STAMP): requirements.txt requirements-test.txt setup.py
 install: system-deps $(STAMP)
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not pipeline" tests
+
+test-pipeline: install
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m pipeline tests
 
 demo: install
 	$(PY) -m diffariff_jax.demo --out demo

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from diffariff_jax.demo_plan import REPO, SIZES, plan
@@ -26,6 +27,7 @@ def _read(path):
     return audio
 
 
+@pytest.mark.pipeline
 def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     out = tmp_path / "demo_quick"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}

@@ -57,6 +57,7 @@ def test_readme_lists_the_whole_pipeline():
             "diffariff_jax.precompute"} <= modules
 
 
+@pytest.mark.pipeline
 def test_readme_pipeline_runs_as_typed(tmp_path):
     (tmp_path / "configs").symlink_to(REPO / "configs")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

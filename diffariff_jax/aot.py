@@ -20,6 +20,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from diffariff_jax import absl_cli
+
 DOES_NOT_FIT_EXIT = 3
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/ldm.py:paper")
@@ -32,11 +34,6 @@ _HEADROOM = flags.DEFINE_float("headroom", 0.10, "share of HBM that must stay fr
 _OUT = flags.DEFINE_string("out", "", "JSON report path; default aot-<kind>-<variant>-<topology>.json here")
 _HLO_DIR = flags.DEFINE_string("hlo_dir", "", "also write each program's compiled HLO text into this folder")
 flags.mark_flags_as_required(["config", "topology"])
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
 
 
 def _gib(n: float) -> str:
@@ -75,7 +72,7 @@ def format_table(header: str, reports, headroom: float) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
+        absl_cli.fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
     # Compile for the topology from the host: never take an attached accelerator (a run may be using it).
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no GCE metadata server to ask off a TPU VM
@@ -93,7 +90,7 @@ def main(argv: list[str]) -> None:
         config = _CONFIG.value
         kind = config.kind
     except OSError as err:
-        _fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
+        absl_cli.fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
     topology = _TOPOLOGY.value
     try:
         out = paths.local(_OUT.value or f"aot-{kind}-{config.variant}-{topology.replace(':', '-')}.json", "--out")
@@ -104,7 +101,7 @@ def main(argv: list[str]) -> None:
         reports, texts = aot_compile.compile_programs(config, devices, _PROGRAMS.value, _SAMPLE_BATCH.value,
                                                       _HBM_GIB.value, keep_hlo=hlo_dir is not None)
     except (aot_report.AotError, mesh_lib.MeshError, paths.PathError) as err:
-        _fail(str(err))
+        absl_cli.fail(str(err))
     mesh = mesh_lib.mesh_shape(config.mesh, len(devices))
     header = (f"{kind}:{config.variant} on {topology} ({len(devices)} x {devices[0].device_kind}), mesh data={mesh[0]} "
               f"fsdp={mesh[1]}, batch {config.train.batch_size}, remat {config.train.get('remat', 'none')}, "
@@ -128,19 +125,8 @@ def main(argv: list[str]) -> None:
         sys.exit(DOES_NOT_FIT_EXIT)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a bad flag or an unknown --config.KEY reported in one line."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        _fail(" ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
-    except (AttributeError, KeyError) as err:  # ml_collections: an override naming a field that does not exist
-        _fail(f"unknown config key: {str(err).strip().splitlines()[0]}")
-
-
 def run() -> None:
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=absl_cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ is one line on stderr and exit 1.
 """
 from __future__ import annotations
 
-import logging as py_logging
 import os
-import sys
 import time
 from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from diffariff_jax import absl_cli
 
 _EVAL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "eval.py"
 _CONFIG = config_flags.DEFINE_config_file("config", None, "eval config and variant, e.g. configs/eval.py:tiny "
@@ -37,20 +37,10 @@ _CACHE = flags.DEFINE_string("cache-dir", os.path.join("~", ".cache", "diffariff
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
-class _QuietOrbax(py_logging.Filter):
-    def filter(self, record: py_logging.LogRecord) -> bool:
-        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
 def main(argv: list[str]) -> None:
-    logging.get_absl_handler().addFilter(_QuietOrbax())
+    logging.get_absl_handler().addFilter(absl_cli.QuietOrbax())
     if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
+        absl_cli.fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
     from diffariff_jax import paths
     from diffariff_jax.accompanist import Accompanist
     from diffariff_jax.audio.io import AudioError
@@ -71,7 +61,7 @@ def main(argv: list[str]) -> None:
             all_checkpoints=_ALL.value, overwrite=_OVERWRITE.value, cache_dir=cache, loader=Accompanist)
     except (paths.PathError, CheckpointError, CompanionError, ExamplesError, OutputError, AudioError,
             run.EvalError) as err:
-        _fail(str(err).strip().splitlines()[0])
+        absl_cli.fail(str(err).strip().splitlines()[0])
     print(run.summary(report, out, time.perf_counter() - start), flush=True)
 
 
@@ -89,24 +79,20 @@ def _with_default_config(argv: list[str]) -> list[str]:
     from diffariff_jax.evaluation.run import default_variant
     from diffariff_jax.training.checkpoint import CheckpointError
 
-    flags.FLAGS([argv[0], *(a for a in args if not a.startswith("--config."))])
+    try:
+        flags.FLAGS([argv[0], *(a for a in args if not a.startswith("--config."))])
+    except flags.Error:  # a missing or bad flag: the full parse reports it in one line
+        return argv
     try:
         variant = default_variant(paths.resolve(_CHECKPOINT.value, "--checkpoint"))
     except (paths.PathError, CheckpointError) as err:
-        _fail(str(err).strip().splitlines()[0])
+        absl_cli.fail(str(err).strip().splitlines()[0])
     flags.FLAGS.unparse_flags()
     return [argv[0], f"--config={_EVAL_CONFIG}:{variant}", *args]
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a bad flag or --config.KEY reported in one line."""
-    try:
-        return flags.FLAGS(_with_default_config(argv))
-    except flags.Error as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        _fail(" ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
-    except (AttributeError, KeyError) as err:  # ml_collections: an override naming a field that does not exist
-        _fail(f"unknown config key: {str(err).strip().splitlines()[0]}")
+    return absl_cli.parse_flags(_with_default_config(argv))
 
 
 def run_cli() -> None:

@@ -14,13 +14,13 @@ lost host, a storage hiccup: launch/tpu_babysit.sh relaunches on everything but 
 """
 from __future__ import annotations
 
-import logging as py_logging
-import re
 import sys
 import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from diffariff_jax import absl_cli
 
 PREEMPTED_EXIT = 75
 INTERNAL_EXIT = 70  # EX_SOFTWARE: not the user's input, so worth a relaunch (Python's own default is 1)
@@ -32,18 +32,6 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the job (with --coordinator_address)")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (with --coordinator_address)")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-class _QuietOrbax(py_logging.Filter):
-    """Drops orbax's INFO chatter (over a hundred lines per short run); its warnings and errors stay."""
-
-    def filter(self, record: py_logging.LogRecord) -> bool:
-        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
 
 
 # Config fields holding paths, where a config has them: (key, only local files work there). Resolved once, at
@@ -77,9 +65,9 @@ def main(argv: list[str]) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    logging.get_absl_handler().addFilter(_QuietOrbax())
+    logging.get_absl_handler().addFilter(absl_cli.QuietOrbax())
     if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
+        absl_cli.fail(f"unexpected arguments {' '.join(argv[1:])}; settings go through --config.KEY=VALUE")
     # JAX's distributed runtime first: nothing may touch a backend before it.
     from diffariff_jax.training import mesh as mesh_lib
 
@@ -96,7 +84,7 @@ def _main(argv: list[str]) -> None:
     try:
         kind = config.kind
     except OSError as err:  # config_flags reports a config file it could not load only when it is used
-        _fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
+        absl_cli.fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
     try:
         workdir = resolve_paths(config, workdir)
         ckpt.check_kind(workdir, kind)
@@ -110,29 +98,13 @@ def _main(argv: list[str]) -> None:
         result = loop.train(config, workdir)
     except (paths.PathError, ckpt.CheckpointError, mesh_lib.MeshError, tasks.DataSetupError,
             loop.TrainingError) as err:
-        _fail(str(err))
+        absl_cli.fail(str(err))
     if result.preempted:
         sys.exit(PREEMPTED_EXIT)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with an unknown --config.KEY or a bad value reported in one line."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        _fail(" ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
-    except (AttributeError, KeyError) as err:  # ml_collections: an override naming a field that does not exist
-        text = str(err)
-        key = re.search(r"'(\w+)", text).group(1) if re.search(r"'(\w+)", text) else text
-        hint = re.search(r'Did you mean "(\w+)"', text)
-        named = [arg.split("=")[0] for arg in argv if arg.startswith("--config.") and f".{key}" in arg]
-        _fail(f"unknown config key {named[0] if named else key}: the config has no field {key!r}"
-              + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
-
-
 def run() -> None:
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=absl_cli.parse_flags)
 
 
 if __name__ == "__main__":

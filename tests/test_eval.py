@@ -209,3 +209,12 @@ def test_all_checkpoints_loads_every_kept_step(setup, tmp_path):
     plots.metrics_over_steps([{"step": 3, "rows": rows}, {"step": STEP, "rows": rows}], tmp_path / "steps.png")
     image = np.asarray(Image.open(tmp_path / "steps.png").convert("L"))
     assert (image < 200).mean() > 0.01
+
+
+def test_override_without_checkpoint_is_one_line():
+    """--config.KEY overrides look up the checkpoint's variant first; with no --checkpoint the missing flag
+    is still one `error:` line, not absl's traceback."""
+    out = subprocess.run([sys.executable, "-m", "diffariff_jax.eval", "--config.num_examples=3"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("error:") and len(out.stderr.strip().splitlines()) == 1

@@ -69,12 +69,12 @@ def test_ldm_takes_clap_dim_from_records_unless_overridden(tmp_path):
 def test_orbax_info_chatter_is_filtered_but_its_warnings_stay():
     import logging
 
-    from diffariff_jax.train import _QuietOrbax
+    from diffariff_jax.absl_cli import QuietOrbax
 
     def record(level, path):
         return logging.LogRecord("absl", level, path, 1, "msg", None, None)
 
-    quiet = _QuietOrbax()
+    quiet = QuietOrbax()
     assert not quiet.filter(record(logging.INFO, "/venv/site-packages/orbax/checkpoint/manager.py"))
     assert quiet.filter(record(logging.WARNING, "/venv/site-packages/orbax/checkpoint/manager.py"))
     assert quiet.filter(record(logging.INFO, "/repo/diffariff_jax/training/loop.py"))

@@ -49,8 +49,8 @@ def _silence(stream) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError):  # no descriptor to redirect (already closed): nothing left to silence
+        return
 
 
 def _same_file(a, b) -> bool:

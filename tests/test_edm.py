@@ -81,3 +81,46 @@ def test_edm_loss_of_fresh_denoiser(tiny_denoiser):
     expected = np.mean(0.25 / (sigma**2 + 0.25))  # Monte Carlo over the log-normal sigma law
     assert abs(float(loss) - expected) < 0.08, (float(loss), expected)
     assert float(metrics["denoise_mse"]) > 0
+
+
+def _perturbed(params, seed=7, scale=0.05):
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+
+def test_conditioning_losses_equal_training_loss_with_each_dropout_fixed(tiny_denoiser):
+    # edm_loss with dropout probabilities 0 or 1 is the training path with the pattern forced; the
+    # validation patterns must reproduce it on the same key (same sigmas and noise), pattern by pattern.
+    config, denoiser, params = tiny_denoiser
+    params = _perturbed(params)  # the output layer starts at zero: make the conditioning matter
+    k = jax.random.key(5)
+    target, context = jax.random.normal(k, (2, 4, 8, 64))
+    clap = jax.random.normal(jax.random.key(6), (4, 32))
+    losses = jax.jit(lambda p: edm.conditioning_losses(denoiser, p, jax.random.key(9), target, context, clap,
+                                                       config.diffusion))(params)
+    for name, (keep_context, keep_clap) in edm.CONDITIONING_PATTERNS.items():
+        cfg = config.diffusion.copy_and_resolve_references()
+        cfg.context_dropout, cfg.clap_dropout = float(not keep_context), float(not keep_clap)
+        train, _ = jax.jit(lambda p: edm.edm_loss(denoiser, p, jax.random.key(9), target, context, clap, cfg))(params)
+        np.testing.assert_allclose(float(jnp.mean(losses[name])), float(train), rtol=1e-5, err_msg=name)
+    assert losses["context_clap"].shape == (4,)
+    assert float(jnp.abs(losses["context_clap"] - losses["clap_only"]).max()) > 1e-6  # the context is used
+
+
+class _CopyContext:
+    """A denoiser that returns its context: perfect when the target is the context, useless without it."""
+
+    def __call__(self, params, x, sigma, *, context, clap, clap_dropped):
+        return context
+
+
+def test_conditioning_losses_show_a_context_that_helps():
+    config = get_config("tiny")
+    target = jax.random.normal(jax.random.key(1), (3, 8, 64))
+    losses = edm.conditioning_losses(_CopyContext(), None, jax.random.key(2), target, target,
+                                     jnp.zeros((3, 32)), config.diffusion)
+    np.testing.assert_allclose(losses["context_clap"], 0.0)
+    np.testing.assert_allclose(losses["context_only"], 0.0)
+    # without the context the estimate is 0: the weighted loss is lambda(sigma) * mean(target^2) > 0
+    assert float(jnp.min(losses["clap_only"])) > 0.5 and float(jnp.min(losses["unconditional"])) > 0.5

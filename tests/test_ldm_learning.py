@@ -86,3 +86,7 @@ def test_tiny_model_learns_to_use_the_context():
     ratio = errors["with context"] / errors["without context"]
     print(f"learning: MSE to truth {errors}, ratio {ratio:.3f} after {TRAIN_STEPS} steps")
     assert ratio < 0.6
+    # the validation losses the trainer logs tell the same story on shared noise
+    val = jax.jit(task.eval_metrics)(state.ema_params, held_out, jax.random.key(6))
+    assert float(val["loss_context_clap"]) < 0.92 * float(val["loss_clap_only"]), val
+    assert float(val["loss_context_only"]) < 0.92 * float(val["loss_unconditional"]), val

@@ -39,6 +39,9 @@ class ToyTask:
             loss = jnp.where(step >= self.nan_at, jnp.nan, loss)
         return loss, {"mse": loss}
 
+    def eval_metrics(self, params, batch, key):
+        return {}
+
     def dummy_batch(self, batch_size):
         return {"x": np.zeros((batch_size, 4), np.float32), "y": np.zeros((batch_size, 8), np.float32)}
 
@@ -148,3 +151,17 @@ def test_ldm_run_writes_decoded_samples(tmp_path):
 
     wav, rate = sf.read(tmp_path / "run" / "samples" / "step_00000002" / "sample_0.wav")
     assert rate == 48000 and wav.shape == (8 * 4096,) and np.all(np.isfinite(wav))
+
+
+def test_ldm_validation_logs_the_loss_under_each_conditioning_pattern(tmp_path):
+    """The LDM's val records carry the loss with and without context / CLAP (shared noise), so a run shows
+    whether the model uses its conditioning; the fresh output layer is zero, so all four start equal."""
+    from scenario_tasks import tiny_ldm_setup
+
+    config, task, batches = tiny_ldm_setup(batch_size=4, num_steps=1, eval_batches=1, lr=0.0)
+    loop.train(config, str(tmp_path), task=task, batches=batches)
+    (val,) = read_metrics(str(tmp_path), "val")
+    patterns = [f"val_loss_{p}" for p in ("context_clap", "context_only", "clap_only", "unconditional")]
+    assert set(patterns) <= set(val)
+    np.testing.assert_allclose([val[p] for p in patterns], val[patterns[0]], rtol=1e-5)
+    assert np.isfinite(val[patterns[0]]) and val[patterns[0]] > 0

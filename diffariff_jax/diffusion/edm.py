@@ -6,7 +6,9 @@
     training: ln(sigma) ~ N(P_mean, P_std^2), loss weight lambda = (sigma^2 + sd^2) / (sigma sd)^2
 
 The preconditioning wraps the backbone (as in NVlabs/edm): `Denoiser` holds a UNet1D and applies the
-coefficients around it. Conditioning dropout (context -> zeros, CLAP -> learned null) happens in `edm_loss`.
+coefficients around it. Conditioning dropout (context -> zeros, CLAP -> learned null) happens in `edm_loss`;
+`conditioning_losses` scores the same loss with each conditioning pattern fixed, on shared noise, so a
+validation set tells whether the model uses its context and its CLAP embedding.
 """
 from __future__ import annotations
 
@@ -126,3 +128,30 @@ def edm_loss(denoiser: Denoiser, params: PyTree, key: jax.Array, target: jax.Arr
     per_example = jnp.mean((denoised - target) ** 2, axis=(1, 2))
     loss = jnp.mean(loss_weight(sigma, sd) * per_example)
     return loss, {"denoise_mse": jnp.mean(per_example)}
+
+
+# Conditioning patterns of `conditioning_losses`: (keep the context, keep the CLAP embedding).
+CONDITIONING_PATTERNS = {"context_clap": (True, True), "context_only": (True, False),
+                         "clap_only": (False, True), "unconditional": (False, False)}
+
+
+def conditioning_losses(denoiser: Denoiser, params: PyTree, key: jax.Array, target: jax.Array, context: jax.Array,
+                        clap: jax.Array, diffusion_cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The weighted denoising loss of `edm_loss` under each of CONDITIONING_PATTERNS, without dropout.
+
+    target, context: [batch, frames, latent_dim]; clap: [batch, clap_dim]. Every pattern sees the same
+    sigmas and noise (drawn from `key` as edm_loss draws them), so the differences between patterns are
+    paired: loss["clap_only"] - loss["context_clap"] > 0 means the context lowers the error. Returns
+    {pattern: [batch] per-example weighted loss}.
+    """
+    k_sigma, k_noise, _, _ = jax.random.split(key, 4)
+    batch = target.shape[0]
+    sigma = sample_sigma(k_sigma, (batch,), diffusion_cfg.p_mean, diffusion_cfg.p_std)
+    noisy = target + sigma[:, None, None] * jax.random.normal(k_noise, target.shape, jnp.float32)
+    weight = loss_weight(sigma, diffusion_cfg.sigma_data)
+    out = {}
+    for name, (keep_context, keep_clap) in CONDITIONING_PATTERNS.items():
+        denoised = denoiser(params, noisy, sigma, context=context if keep_context else jnp.zeros_like(context),
+                            clap=clap, clap_dropped=jnp.full((batch,), not keep_clap))
+        out[name] = weight * jnp.mean((denoised - target) ** 2, axis=(1, 2))
+    return out

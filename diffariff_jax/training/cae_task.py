@@ -64,6 +64,11 @@ class CAETask:
         metrics["latent_std"] = jnp.std(raw) / float(self.config.inference.latent_scale)
         return loss, metrics
 
+    def eval_metrics(self, params: PyTree, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
+        """Nothing beyond the validation loss: the codec's quality is eval's log-mel distance."""
+        del params, batch, key
+        return {}
+
     def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
         return {"audio": np.zeros((batch_size, self.crop_samples), np.float32)}
 

@@ -1,8 +1,8 @@
 """The LDM training task: EDM loss of the preconditioned 1-D UNet on precomputed latent batches.
 
 Used by the generic `training/state.train_step` and the training loop through the task interface:
-`.config`, `init_params(key)`, `loss(params, batch, key, step)`, `dummy_batch(batch_size)`,
-`flops_per_example()`. Batches are {"target": [B, T, 64], "context": [B, T, 64], "clap": [B, D]} float32.
+`.config`, `init_params(key)`, `loss(params, batch, key, step)`, `eval_metrics(params, batch, key)`,
+`dummy_batch(batch_size)`, `flops_per_example()`. Batches are {"target": [B, T, 64], "context": [B, T, 64], "clap": [B, D]} float32.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from diffariff_jax.diffusion.edm import Denoiser, edm_loss
+from diffariff_jax.diffusion.edm import Denoiser, conditioning_losses, edm_loss
 from diffariff_jax.models.unet1d_cost import unet1d_cost
 
 BATCH_KEYS = ("target", "context", "clap")
@@ -60,6 +60,14 @@ class LdmTask:
         f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
         return edm_loss(self.denoiser, params, key, f32(batch["target"]), f32(batch["context"]),
                         f32(batch["clap"]), self.config.diffusion)
+
+    def eval_metrics(self, params: Any, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
+        """Validation loss under each conditioning pattern on shared noise (edm.conditioning_losses):
+        {"loss_context_clap", "loss_context_only", "loss_clap_only", "loss_unconditional"}, batch means."""
+        f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+        losses = conditioning_losses(self.denoiser, params, key, f32(batch["target"]), f32(batch["context"]),
+                                     f32(batch["clap"]), self.config.diffusion)
+        return {f"loss_{name}": jnp.mean(v) for name, v in losses.items()}
 
     def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
         """Zero batch with the training shapes (for init, shape inference and compile-ahead)."""

@@ -114,12 +114,13 @@ def make_train_step(task, state_shardings, mesh) -> Callable:
 
 
 def make_eval_fn(task, state_shardings, mesh) -> Callable:
-    """jit: (state, batch, key) -> (loss with raw params, loss with EMA params)."""
+    """jit: (state, batch, key) -> (loss with raw params, loss with EMA params, the task's eval_metrics of
+    the EMA params: for the LDM the loss under each conditioning pattern)."""
 
     def evaluate(state, batch, key):
         raw, _ = task.loss(state.params, batch, key, state.step)
         ema, _ = task.loss(state.ema_params, batch, key, state.step)
-        return raw, ema
+        return raw, ema, task.eval_metrics(state.ema_params, batch, key)
 
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     return jax.jit(evaluate, in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh), replicated))
@@ -139,14 +140,16 @@ def validation_batches(batches: Batches, config: ml_collections.ConfigDict) -> l
 
 def validate(eval_fn, state, val_batches: list[dict[str, np.ndarray]], mesh, config) -> dict[str, float]:
     """Mean validation loss over the fixed `val_batches` (the same batches and noise every time)."""
-    raw, ema = [], []
+    raw, ema, extra = [], [], []
     for index, host_batch in enumerate(val_batches):
         batch = mesh_lib.make_global_batch(host_batch, mesh)
         key = jax.random.PRNGKey(int(config.train.seed) + 1 + index)
-        loss_raw, loss_ema = eval_fn(state, batch, key)
+        loss_raw, loss_ema, metrics = eval_fn(state, batch, key)
         raw.append(float(loss_raw))
         ema.append(float(loss_ema))
-    return {"val_loss": float(np.mean(ema)), "val_loss_raw": float(np.mean(raw))}
+        extra.append({k: float(v) for k, v in metrics.items()})
+    means = {f"val_{k}": float(np.mean([m[k] for m in extra])) for k in (extra[0] if extra else {})}
+    return {"val_loss": float(np.mean(ema)), "val_loss_raw": float(np.mean(raw)), **means}
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, task=None, batches: Batches | None = None,

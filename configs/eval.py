@@ -69,5 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.bootstrap = ml_collections.ConfigDict({"num_resamples": 50 if tiny else 200, "confidence": 0.95})
     config.metrics = metrics_config(mmd_subset_size=1000, mmd_num_subsets=100 if not tiny else 10,
                                     embed_batch_size=16)
+    # noise draws per example of the denoising loss under each conditioning pattern (evaluation/denoising.py)
+    config.denoising = ml_collections.ConfigDict({"draws": 8 if tiny else 4})
     config.num_audio_examples = 2 if tiny else 4   # examples whose WAVs and spectrograms go in the report
     return config

@@ -58,7 +58,19 @@ def test_report_has_every_file_row_and_interval(first, setup):
     assert report["data"]["split"] == "test" and "no test song was trained on" in report["data"]["note_split"]
     assert report["intervals"]["num_resamples"] == 20
     assert len((out / "examples.csv").read_text().splitlines()) == 13
-    assert all(s in report["seconds"] for s in ("examples", "real_embeddings", "generate/context_text"))
+    assert all(s in report["seconds"] for s in ("examples", "real_embeddings", "generate/context_text", "denoising"))
+    codec = report["codec"]  # the codec's distances beside its yardsticks, on the same 12 examples
+    assert list(codec) == ["cae_roundtrip", "mel_codec_baseline", "silence"]
+    for material in ("stems", "mixes"):
+        assert all(codec[s][material]["count"] == 12 for s in codec)
+        assert codec["mel_codec_baseline"][material]["median"] < 0.6 * codec["silence"][material]["median"]
+    denoise = report["denoising"]
+    assert set(denoise["losses"]) == {"context_clap", "context_only", "clap_only", "unconditional"}
+    assert all(np.isfinite(v["value"]) and v["value"] > 0 for v in denoise["losses"].values())
+    gain = denoise["context_gain"]
+    assert gain["low"] <= gain["value"] <= gain["high"] and denoise["num_examples"] == 12
+    page = (out / "index.html").read_text()
+    assert "Codec: log-mel distance" in page and "Denoising loss on the test examples" in page
     from diffariff_jax.training.logging import read_metrics
 
     logged = read_metrics(str(setup[0].workdir), "eval")[0]  # the run's TensorBoard twin, at the checkpoint's step
@@ -80,7 +92,8 @@ def test_same_command_twice_same_numbers_and_cached_real_embeddings(first, setup
     report, _ = first
     assert report["cache"]["misses"] == 2 and report["clips_embedded"]["real"] > 0
     again = _run(setup, setup[2] / "report2")
-    assert again["rows"] == report["rows"]
+    assert again["rows"] == report["rows"] and again["codec"] == report["codec"]
+    assert again["denoising"] == report["denoising"]
     assert again["cache"]["hits"] == 2 and again["cache"]["misses"] == 0
     assert "real" not in again["clips_embedded"] and "cae_roundtrip" not in again["clips_embedded"]
     assert again["seconds"]["real_embeddings"] < report["seconds"]["real_embeddings"]

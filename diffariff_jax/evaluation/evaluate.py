@@ -1,6 +1,8 @@
-"""The evaluation, stage by stage: examples -> real-data embeddings (cached) -> baselines -> per condition:
-generate, embed, score. `prepare` does what one checkpoint shares with every other checkpoint of a run
-(examples, real embeddings, baselines); `score_checkpoint` does the rest for one set of LDM weights.
+"""The evaluation, stage by stage: examples -> real-data embeddings (cached) -> baselines and the codec's
+reconstruction distances -> per condition: generate, embed, score; then the denoising losses per
+conditioning pattern. `prepare` does what one checkpoint shares with every other checkpoint of a run
+(examples, real embeddings, baselines, codec); `score_checkpoint` and `denoising` do the rest for one set of
+LDM weights.
 
 Every stage is timed (`Timer.seconds`) and shows a progress bar; embeddings are batched through
 metrics.embed_waveforms and counted per stage (`Prepared.clips_embedded`), so a cached run can show
@@ -19,13 +21,15 @@ from tqdm import tqdm
 
 from diffariff_jax import metrics
 from diffariff_jax.evaluation import baselines as baselines_lib
+from diffariff_jax.evaluation import codec as codec_lib
 from diffariff_jax.evaluation import conditions as conditions_lib
+from diffariff_jax.evaluation import denoising as denoising_lib
 from diffariff_jax.evaluation import examples as examples_lib
 from diffariff_jax.evaluation import scoring
 from diffariff_jax.evaluation.cache import EmbeddingCache
 from diffariff_jax.release_bundle import cae_fingerprint, clap_fingerprint
 
-CACHE_VERSION = 1  # bump when what an entry holds changes
+CACHE_VERSION = 2  # bump when what an entry holds changes
 
 
 class Timer:
@@ -54,6 +58,7 @@ class Prepared:
     audio: dict[str, np.ndarray] = field(default_factory=dict)  # system -> stems of the audio examples
     clips_embedded: dict[str, int] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    codec: dict | None = None  # codec.summary of the CAE's reconstructions (with the cae_roundtrip baseline)
 
 
 def embed(acc: Any, wavs: np.ndarray, cfg: ml_collections.ConfigDict, desc: str, counts: dict[str, int]) -> np.ndarray:
@@ -111,6 +116,7 @@ def prepare(acc: Any, cfg: ml_collections.ConfigDict, *, data_root: str, layout:
             codec, prep.cache["codec_key"] = cache.get_or_compute(
                 {**description, "cae_weights": cae_fingerprint(acc.cae)}, lambda: _codec_embeddings(acc, prep, cfg))
             prep.emb.update(codec)
+        prep.codec = codec_lib.summary({k[len("codec/"):]: v for k, v in prep.emb.items() if k.startswith("codec/")})
     prep.cache.update(hits=cache.hits, misses=cache.misses)
     with timer.stage("score_baselines"):
         for name in cfg.baselines:
@@ -143,11 +149,17 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
 
 
 def _codec_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    system = baselines_lib.baseline("cae_roundtrip", prep.examples, prep.reference, acc.cae, int(cfg.seed))
+    """The CAE round trip's embeddings and audio, and every codec.distances entry (as "codec/...")."""
+    seed = int(cfg.seed)
+    system = baselines_lib.baseline("cae_roundtrip", prep.examples, prep.reference, acc.cae, seed)
     counts = prep.clips_embedded
+    refs = codec_lib.references(prep.examples)
+    decoded = {"stems": system.stems, "mixes": codec_lib.roundtrip(acc.cae, refs["mixes"], seed)}
+    dist = codec_lib.distances(refs, decoded, acc.sample_rate, seed)
     return {"cae_roundtrip/stems": embed(acc, system.stems, cfg, "cae_roundtrip", counts),
             "cae_roundtrip/mixes": embed(acc, system.contexts + system.stems, cfg, "cae_roundtrip", counts),
-            "cae_roundtrip/audio": system.stems[: int(cfg.num_audio_examples)]}
+            "cae_roundtrip/audio": system.stems[: int(cfg.num_audio_examples)],
+            **{f"codec/{k}": v for k, v in dist.items()}}
 
 
 def _score_baseline(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict, name: str) -> None:
@@ -193,3 +205,14 @@ def score_checkpoint(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict, s
             _score_system(prep, cfg, condition.name, condition.label, "condition", g, c, e.instruments,
                           aligned=True, audio=stems)
     return {c: prep.rows[c] for c in cfg.conditions}
+
+
+def denoising(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict, timer: Timer) -> dict:
+    """denoising.summary of acc's losses on the examples under each conditioning pattern."""
+    e = prep.examples
+    with timer.stage("denoising"):
+        clap = prep.prompts["audio"] if "audio" in prep.prompts else acc.embed_audio(e.clap_audio)
+        losses = denoising_lib.per_example_losses(acc, e.target, e.context, clap, draws=int(cfg.denoising.draws),
+                                                  batch=int(cfg.generate_batch), seed=int(cfg.seed))
+        return denoising_lib.summary(losses, resamples=int(cfg.bootstrap.num_resamples),
+                                     confidence=float(cfg.bootstrap.confidence), seed=int(cfg.seed))

@@ -44,6 +44,34 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines + ["</table>"])
 
 
+def codec_table(codec: dict | None) -> str:
+    """The codec's log-mel distances (median [q25, q75] dB) on real stems and mixes, beside its yardsticks."""
+    if not codec:
+        return ""
+    lines = ["<h2>Codec: log-mel distance to the real audio, dB (lower is better)</h2>",
+             "<table><tr><th>reconstruction</th><th>stems</th><th>mixes</th></tr>"]
+    for name, row in codec.items():
+        cells = "".join("<td>—</td>" if row[m] is None else
+                        f"<td>{row[m]['median']:.1f}<br><span class='ci'>[{row[m]['q25']:.1f}, "
+                        f"{row[m]['q75']:.1f}]</span></td>" for m in ("stems", "mixes"))
+        kind = "condition" if name == "cae_roundtrip" else "baseline"
+        lines.append(f"<tr class='{kind}'><td class='name'>{escape(row['label'])}</td>{cells}</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def denoising_table(denoising: dict) -> str:
+    """The LDM's denoising loss per conditioning pattern and the context's paired gain, with intervals."""
+    cells = [(f"loss, {name.replace('_', ' + ' if name == 'context_clap' else ' ')}", v)
+             for name, v in denoising["losses"].items()]
+    cells += [("context gain (CLAP only - context + CLAP)", denoising["context_gain"]),
+              ("CLAP gain (context only - context + CLAP)", denoising["clap_gain"])]
+    body = "".join(f"<tr><td class='name'>{escape(label)}</td>{_cell(v)}</tr>" for label, v in cells)
+    share = 100 * denoising["context_gain"]["improved_fraction"]
+    return (f"<h2>Denoising loss on the test examples (lower is better)</h2><table><tr><th>quantity</th>"
+            f"<th>value [interval]</th></tr>{body}</table><p class='meta'>The context lowers the loss on "
+            f"{share:.0f}% of the {denoising['num_examples']} examples.</p>")
+
+
 def players(audio_rows: Sequence[dict[str, Any]]) -> str:
     """audio_rows: [{"title", "files": [(label, relative path)]}] -> one table of players per example."""
     parts = []
@@ -68,7 +96,8 @@ def write_index(out: Path, report: dict, images: Sequence[tuple[str, str]], audi
                         for caption, src in images)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>diffariff-jax evaluation</title>"
             f"<style>{_STYLE}</style></head><body><h1>Evaluation, step {ck['step']}</h1>{meta}"
-            f"{table(report['rows'])}{figures}<h2>Listen</h2>{players(audio_rows)}</body></html>")
+            f"{table(report['rows'])}{codec_table(report.get('codec'))}{denoising_table(report['denoising'])}"
+            f"{figures}<h2>Listen</h2>{players(audio_rows)}</body></html>")
     path = out / "index.html"
     path.write_text(page)
     return path

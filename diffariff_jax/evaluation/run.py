@@ -129,11 +129,13 @@ def evaluate_command(checkpoint: Any, out: Path, *, data: str | None, config: ml
             prep = evaluate.prepare(acc, cfg, data_root=root, layout=layout, clap_seconds=clap_seconds, cache=cache,
                                     timer=timer)
         rows = evaluate.score_checkpoint(acc, prep, cfg, settings, timer)
-        history.append({"step": acc.step, "fingerprint": acc.fingerprint, "rows": rows})
+        denoise = evaluate.denoising(acc, prep, cfg, timer)
+        history.append({"step": acc.step, "fingerprint": acc.fingerprint, "rows": rows, "denoising": denoise})
         _tensorboard(checkpoint, acc.step, rows)
         log.info("step %d scored", acc.step)
     result = report_lib.build(acc, prep, cfg, checkpoint=str(checkpoint), ident=ident, condition_rows=rows,
-                              seconds=dict(timer.seconds), history=history if all_checkpoints else None)
+                              denoising=history[-1]["denoising"], seconds=dict(timer.seconds),
+                              history=history if all_checkpoints else None)
     outputs.write_all(out, result, prep, history if all_checkpoints else None)
     return result
 
@@ -150,5 +152,17 @@ def summary(result: dict, out: Path, seconds: float) -> str:
             m = (row.get("metrics") or {}).get(n)
             cells.append(("-" if m is None else f"{m['value']:.3f} [{m['low']:.2f},{m['high']:.2f}]").rjust(22))
         lines.append(row["label"].ljust(width) + "".join(cells))
+    if result.get("codec"):
+        lines.append("codec log-mel distance, dB (median [q25, q75]; lower is better):")
+        for row in result["codec"].values():
+            cells = [f"{m} " + ("-" if row[m] is None else f"{row[m]['median']:.1f} [{row[m]['q25']:.1f}, "
+                                                           f"{row[m]['q75']:.1f}]") for m in ("stems", "mixes")]
+            lines.append(f"  {row['label']:<32}" + "   ".join(cells))
+    d = result["denoising"]
+    lines.append("denoising loss on the test examples: " + "  ".join(
+        f"{k} {v['value']:.4f}" for k, v in d["losses"].items())
+        + f"\n  context gain {d['context_gain']['value']:.4f} [{d['context_gain']['low']:.4f}, "
+          f"{d['context_gain']['high']:.4f}] (lower loss with the context on "
+          f"{100 * d['context_gain']['improved_fraction']:.0f}% of examples)")
     lines.append(f"report: {out / 'index.html'}  ({seconds:.0f} s)")
     return "\n".join(lines)

@@ -26,7 +26,8 @@ DOES_NOT_FIT_EXIT = 3
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file and variant, e.g. configs/ldm.py:paper")
 _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology to compile for, e.g. v5p:2x2x2, v4:2x2x4, "
-                                "v5e:8x8, v6e:4x4 (chips per dimension)")
+                                "v5e:8x8, v6e:4x4 (chips per dimension), or a Cloud TPU accelerator type "
+                                "(v4-32, v5p-64, v5litepod-64, v6e-64)")
 _PROGRAMS = flags.DEFINE_list("programs", [], "programs to compile: train, eval, sample (LDM); default all")
 _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 1, "clips per call of the compiled sampling loop")
 _HBM_GIB = flags.DEFINE_float("hbm_gib", 0.0, "HBM per chip in GiB; 0 = the datasheet value of the chip")
@@ -91,8 +92,8 @@ def main(argv: list[str]) -> None:
         kind = config.kind
     except OSError as err:
         absl_cli.fail(f"cannot load the --config file: {str(err).strip().splitlines()[-1].strip()}")
-    topology = _TOPOLOGY.value
     try:
+        topology = aot_report.topology_name(_TOPOLOGY.value)
         out = paths.local(_OUT.value or f"aot-{kind}-{config.variant}-{topology.replace(':', '-')}.json", "--out")
         hlo_dir = paths.local(_HLO_DIR.value, "--hlo_dir") if _HLO_DIR.value else None
         if _SAMPLE_BATCH.value < 1:

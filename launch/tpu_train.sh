@@ -8,6 +8,9 @@
 #       --runtime-version tpu-ubuntu2204-base --workdir gs://BUCKET/runs/ldm \
 #       --config configs/ldm.py:paper -- --config.data.records_dir=/mnt/latents
 #   add --dry-run to print the gcloud commands instead of running them; --poll S (default 60).
+# Before anything is created, the config is compiled here for the slice's chips (python -m diffariff_jax.aot,
+# train step only; the venv of `make install`, or $PYTHON): a warning when it does not fit in HBM with 10%
+# to spare, --require-fit to stop instead (exit 1), --skip-aot-check to launch without compiling.
 # Exit status: the train command's (0 done, 1 user error, 75 preempted after saving, 70 internal error),
 # 2 bad flags, 76 when gcloud failed or the workers could not be reached (launch/tpu_babysit.sh retries).
 set -euo pipefail
@@ -30,8 +33,10 @@ POLL=60
 MAX_POLL_FAILURES=10   # consecutive unreachable polls before giving up (exit 76); --max-poll-failures
 WAIT_STATES_MAX=1800   # seconds to wait for a CREATING/REPAIRING slice to become READY
 RETRYABLE=76
+AOT_CHECK=1
+REQUIRE_FIT=0
 
-usage() { sed -n '2,14p' "$0"; exit 2; }
+usage() { sed -n '2,17p' "$0"; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) NAME="$2"; shift 2 ;;
@@ -47,6 +52,8 @@ while [ $# -gt 0 ]; do
     --poll) POLL="$2"; shift 2 ;;
     --max-poll-failures) MAX_POLL_FAILURES="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --skip-aot-check) AOT_CHECK=0; shift ;;
+    --require-fit) REQUIRE_FIT=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) usage ;;
     *) echo "tpu_train.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
@@ -70,6 +77,33 @@ run() {  # a gcloud/git step; its failure is retryable (exit 76), never taken fo
   else "$@" || { echo "tpu_train: failed (exit $?): $1 ${2:-} ${3:-} ${4:-}" >&2; exit "$RETRYABLE"; }; fi
 }
 describe() { "${GCLOUD[@]}" describe "$NAME" "${LOC[@]}" --format='value(state)' 2>/dev/null || true; }
+
+# 0. Know before you pay: does the config fit the slice's chips? The --config.* overrides of the train
+#    command apply to the compile too.
+if [ "$AOT_CHECK" = 1 ]; then
+  PY="${PYTHON:-.venv/bin/python}"
+  [ -x "$PY" ] || command -v "$PY" >/dev/null 2>&1 || PY=python3
+  AOT=("$PY" -m diffariff_jax.aot --config "$CONFIG" --topology "$ACCELERATOR" --programs train
+       --out "${TMPDIR:-/tmp}/diffariff-aot-$NAME.json")
+  for arg in "${EXTRA[@]+"${EXTRA[@]}"}"; do case "$arg" in --config.*) AOT+=("$arg") ;; esac; done
+  if [ "$DRY_RUN" = 1 ]; then
+    printf '+'; for word in "${AOT[@]}"; do printf ' '; quote "$word"; done; printf '\n'
+  else
+    echo "tpu_train: compiling $CONFIG for $ACCELERATOR here before paying for it (--skip-aot-check skips this)"
+    set +e; "${AOT[@]}"; code=$?; set -e
+    if [ "$code" = 0 ]; then
+      echo "tpu_train: $CONFIG fits $ACCELERATOR with 10% HBM to spare"
+    else
+      if [ "$code" = 3 ]; then
+        echo "tpu_train: warning: $CONFIG does not fit $ACCELERATOR with 10% HBM to spare (table above): raise" \
+             "--config.mesh.fsdp, set --config.train.remat=block or lower --config.train.batch_size" >&2
+      else
+        echo "tpu_train: warning: the AOT check could not run (exit $code, its error is above)" >&2
+      fi
+      [ "$REQUIRE_FIT" = 1 ] && { echo "tpu_train: --require-fit: not launching" >&2; exit 1; }
+    fi
+  fi
+fi
 
 # 1. The slice: reuse it when READY; wait while it is being created or repaired (deleting it then would
 #    throw the work away); delete and recreate it when preempted, failed or stopped; create it when absent.

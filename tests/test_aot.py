@@ -123,3 +123,17 @@ def test_cli_bad_input_is_one_line(tmp_path, args, expected):
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith(expected), run.stderr[-2000:]
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("name, topology", [("v4-8", "v4:2x2x1"), ("v4-32", "v4:2x2x4"), ("v5p-64", "v5p:2x4x4"),
+                                            ("v5litepod-64", "v5e:8x8"), ("v5e-8", "v5e:2x4"), ("v6e-64", "v6e:8x8"),
+                                            ("v5p:2x2x2", "v5p:2x2x2")])
+def test_accelerator_types_name_their_chip_grid(name, topology):
+    # gcloud's --accelerator-type counts TensorCores on v4 / v5p (2 per chip) and chips on v5e / v6e
+    assert aot_report.topology_name(name) == topology
+
+
+def test_an_accelerator_type_gives_its_chips_and_a_wrong_size_is_one_line():
+    assert len(aot_report.topology_devices("v5p-16")) == 8 and len(aot_report.topology_devices("v5litepod-8")) == 8
+    with pytest.raises(aot_report.AotError, match=r"--topology 'v4-12': no v4 slice has 12 TensorCores; sizes are v4-8"):
+        aot_report.topology_name("v4-12")

@@ -17,12 +17,20 @@ def test_tpu_train_dry_run():
     lines = _dry("tpu_train.sh", "--name", "pod", "--zone", "us-central2-b", "--accelerator-type", "v4-32",
                  "--workdir", "gs://b/runs/ldm", "--config", "configs/ldm.py:paper", "--spot", "--",
                  "--config.mesh.fsdp=4")
-    assert lines[0] == ("+ gcloud compute tpus tpu-vm create pod --zone us-central2-b --accelerator-type v4-32 "
+    # first the fit check, compiled here for the slice's chips with the train command's --config overrides
+    assert "python -m diffariff_jax.aot --config configs/ldm.py:paper --topology v4-32 --programs train --out " in lines[0]
+    assert lines[0].endswith("diffariff-aot-pod.json --config.mesh.fsdp=4")
+    assert lines[1] == ("+ gcloud compute tpus tpu-vm create pod --zone us-central2-b --accelerator-type v4-32 "
                         "--version tpu-ubuntu2204-base --spot")
-    assert "--worker=all" in lines[2] and lines[-2].startswith("+ gcloud compute tpus tpu-vm ssh pod")
+    assert "--worker=all" in lines[3] and lines[-2].startswith("+ gcloud compute tpus tpu-vm ssh pod")
     assert ("bash launch/tpu_setup.sh && bash launch/tpu_run.sh start -- --config configs/ldm.py:paper "
             "--workdir gs://b/runs/ldm --config.mesh.fsdp=4'" in lines[-2])
     assert lines[-1].endswith("--worker=all --command 'bash ~/diffariff-jax/launch/tpu_run.sh status'")
+
+
+def test_tpu_train_dry_run_can_skip_the_fit_check():
+    lines = _dry("tpu_train.sh", "--name", "pod", "--workdir", "gs://b/runs/ldm", "--skip-aot-check")
+    assert lines[0].startswith("+ gcloud compute tpus tpu-vm create pod") and "diffariff_jax.aot" not in "".join(lines)
 
 
 def test_tpu_train_needs_a_workdir():

@@ -67,18 +67,35 @@ exit 0
 """
 
 
-def _tpu_train(tmp_path, states, polls, *flags):
+def _tpu_train(tmp_path, states, polls, *flags, aot_exit=0):
+    """tpu_train.sh against a fake gcloud, and a fake python whose `-m diffariff_jax.aot` exits aot_exit
+    (0 fits, 3 does not fit) after logging its arguments to aot.log."""
     bin_dir = tmp_path / "bin"
     _script(bin_dir / "gcloud", FAKE_GCLOUD)
+    fake_python = _script(bin_dir / "python", f'echo "$*" >> "{tmp_path / "aot.log"}"; exit {aot_exit}\n')
     (tmp_path / "states").write_text("".join(f"{s}\n" for s in states))
     (tmp_path / "polls").write_text("".join(f"{p}\n" for p in polls))
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_LOG=str(tmp_path / "gcloud.log"),
-               FAKE_STATES=str(tmp_path / "states"), FAKE_POLLS=str(tmp_path / "polls"))
+               FAKE_STATES=str(tmp_path / "states"), FAKE_POLLS=str(tmp_path / "polls"), PYTHON=str(fake_python))
     proc = subprocess.run(["bash", "launch/tpu_train.sh", "--name", "pod", "--workdir", "gs://b/run", "--code",
                            "https://example.org/repo.git", "--poll", "0", *flags], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
-    calls = (tmp_path / "gcloud.log").read_text().splitlines()
+    log = tmp_path / "gcloud.log"
+    calls = log.read_text().splitlines() if log.exists() else []
     return proc.returncode, calls, proc.stdout + proc.stderr
+
+
+def test_a_config_that_does_not_fit_warns_before_the_slice_is_created_or_stops_with_require_fit(tmp_path):
+    code, calls, out = _tpu_train(tmp_path / "warn", [""], ["diffariff-status w0 exit 0"], "--accelerator-type",
+                                  "v5p-64", "--", "--config.train.batch_size=512", "--seed=3", aot_exit=3)
+    assert code == 0 and "warning: configs/ldm.py:paper does not fit v5p-64" in out
+    (aot,) = (tmp_path / "warn" / "aot.log").read_text().splitlines()
+    assert aot.startswith("-m diffariff_jax.aot --config configs/ldm.py:paper --topology v5p-64 --programs train")
+    assert aot.endswith("--config.train.batch_size=512")  # --seed=3 is the train command's alone
+    assert any(" create pod " in c for c in calls)
+    code, calls, out = _tpu_train(tmp_path / "stop", [""], [], "--require-fit", aot_exit=3)
+    assert code == 1 and "--require-fit: not launching" in out
+    assert calls == [] and (tmp_path / "stop" / "aot.log").exists()  # nothing created, nothing paid for
 
 
 def test_a_slice_being_repaired_is_waited_for_not_deleted_and_the_workers_verdict_is_returned(tmp_path):

@@ -54,11 +54,37 @@ def find_libtpu() -> None:
     os.environ["TPU_LIBRARY_PATH"] = str(bundled)
 
 
+# Cloud TPU accelerator types count TensorCores for v4 and v5p (two per chip), chips for v5e and v6e;
+# libtpu names the chip grid. The grids are the ones Cloud TPU allocates for each slice size.
+_CORES_PER_CHIP = {"v4": 2, "v5p": 2, "v5litepod": 1, "v5e": 1, "v6e": 1}
+_GRIDS_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
+             512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
+_GRIDS_2D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
+
+
+def topology_name(name: str) -> str:
+    """libtpu's topology name for `name`: a topology ("v5p:2x2x2") as it is, a Cloud TPU accelerator type
+    ("v4-32", "v5p-64", "v5litepod-64", "v6e-64", as `gcloud ... --accelerator-type` takes it) as its chip grid."""
+    match = re.fullmatch(r"(v4|v5p|v5litepod|v5e|v6e)-(\d+)", name.strip())
+    if match is None:
+        return name
+    generation, count = match.group(1), int(match.group(2))
+    chips, rest = divmod(count, _CORES_PER_CHIP[generation])
+    grids = _GRIDS_3D if generation in ("v4", "v5p") else _GRIDS_2D
+    if rest or chips not in grids:
+        raise AotError(f"--topology {name!r}: no {generation} slice has {count} "
+                       f"{'TensorCores' if _CORES_PER_CHIP[generation] == 2 else 'chips'}; sizes are "
+                       f"{', '.join(f'{generation}-{c * _CORES_PER_CHIP[generation]}' for c in grids)}")
+    return f"{'v5e' if generation == 'v5litepod' else generation}:{grids[chips]}"
+
+
 def topology_devices(name: str) -> list[jax.Device]:
-    """Abstract devices of TPU topology `name` ("v5p:2x2x2", "v4:2x2x4", "v5e:8x8", "v6e:4x4"), no TPU needed."""
+    """Abstract devices of TPU topology `name` ("v5p:2x2x2", "v4:2x2x4", "v5e:8x8", "v6e:4x4", or an
+    accelerator type such as "v4-32": see topology_name), no TPU needed."""
     from jax.experimental import topologies
 
     find_libtpu()
+    name = topology_name(name)
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=name).devices)
     except Exception as err:  # libtpu raises plain RuntimeErrors / XlaRuntimeErrors with long texts

@@ -3,15 +3,15 @@
     reports = compile_programs(config, devices, programs=("train", "eval", "sample"), sample_batch=1)
 
 "train" is `loop.make_train_step`: the trainer's jitted `state.train_step` with its state shardings,
-batch sharding and donation (not a copy of it). "eval" is `loop.make_eval_fn`. "sample" is the LDM's
-`diffusion.samplers.sample` (config.sampler: 30 Heun steps, the three CFG branches in one call) on the
-EMA parameters' shardings, for `sample_batch` clips. Every input is a ShapeDtypeStruct carrying its
+batch sharding and donation (not a copy of it). "eval" is `loop.make_eval_fn`. "sample" is the task's
+`sampling_program` (the LDM's compiled sampling loop on the EMA parameters' shardings, for `sample_batch`
+clips; the CAE has none). Every input is a ShapeDtypeStruct carrying its
 sharding (`loop.abstract_state`), so nothing is allocated on any device.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,37 +29,9 @@ def _abstract(tree: dict[str, Any], sharding: NamedSharding) -> dict[str, jax.Sh
     return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in tree.items()}
 
 
-def _ldm_sampling(task: Any, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, state: Any,
-                  state_shardings: Any, batch: int) -> tuple[Callable, tuple, float]:
-    """(jitted sampler, abstract args, analytic FLOPs) for `batch` clips of config.data.crop_frames frames."""
-    from diffariff_jax.diffusion import samplers
-    from diffariff_jax.models.unet1d_cost import unet1d_cost
-
-    frames, sampler_cfg = task.crop_frames, config.sampler
-    replicated = NamedSharding(mesh, P())
-    rows = mesh_lib.batch_sharding(mesh) if batch % mesh.size == 0 else replicated
-
-    def generate(params, key, context, clap):  # context: [batch, frames, 64], clap: [batch, clap_dim]
-        return samplers.sample(task.denoiser, params, key, num_frames=frames, sampler_cfg=sampler_cfg,
-                               context=context, clap=clap)
-
-    fn = jax.jit(generate, in_shardings=(state_shardings.ema_params, replicated, rows, rows), out_shardings=rows)
-    inputs = task.dummy_batch(batch)
-    args = (state.ema_params, jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated),
-            jax.ShapeDtypeStruct(inputs["context"].shape, jnp.float32, sharding=rows),
-            jax.ShapeDtypeStruct(inputs["clap"].shape, jnp.float32, sharding=rows))
-    steps = int(sampler_cfg.steps)
-    evaluations = 2 * steps - 1 if sampler_cfg.solver == "heun" else steps  # Heun's last step is Euler
-    branches = 3  # unconditional, context, context + CLAP: one batched call
-    return fn, args, unet1d_cost(config.model, frames).flops * evaluations * branches * batch
-
-
-# Kinds with an inference program to compile as "sample" (the CAE's decoder runs inside `Autoencoder`).
-SAMPLING = {"ldm": _ldm_sampling}
-
-
-def default_programs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    return tuple(p for p in PROGRAMS if p != "sample" or config.kind in SAMPLING)
+def default_programs(task: Any) -> tuple[str, ...]:
+    """Every program the task's kind has: "sample" only where the task has a compiled inference loop."""
+    return tuple(p for p in PROGRAMS if p != "sample" or task.sampling_program is not None)
 
 
 def compile_programs(config: ml_collections.ConfigDict, devices: Sequence[jax.Device],
@@ -71,15 +43,15 @@ def compile_programs(config: ml_collections.ConfigDict, devices: Sequence[jax.De
     Raises mesh_lib.MeshError for a mesh or batch that does not fit the devices, AotError for an
     unknown program.
     """
-    programs = tuple(programs or default_programs(config))
-    unknown = [p for p in programs if p not in default_programs(config)]
+    task = tasks.make_task(config)
+    programs = tuple(programs or default_programs(task))
+    unknown = [p for p in programs if p not in default_programs(task)]
     if unknown:
         raise aot_report.AotError(f"--programs {','.join(unknown)}: a {config.kind} config compiles "
-                                  f"{', '.join(default_programs(config))}")
+                                  f"{', '.join(default_programs(task))}")
     mesh = mesh_lib.make_mesh(config.mesh, devices)
     batch_size = int(config.train.batch_size)
     mesh_lib.per_host_batch_size(batch_size, mesh)
-    task = tasks.make_task(config)
     # Outside set_mesh: abstract_state makes a concrete PRNG key on the host, which the mesh's devices
     # (absent here) could not hold.
     state, shardings = loop.abstract_state(task, config, mesh)
@@ -97,7 +69,7 @@ def compile_programs(config: ml_collections.ConfigDict, devices: Sequence[jax.De
             elif name == "eval":
                 fn, args, flops = loop.make_eval_fn(task, shardings, mesh), (state, batch, key), None
             else:
-                fn, args, flops = SAMPLING[config.kind](task, config, mesh, state, shardings, sample_batch)
+                fn, args, flops = task.sampling_program(mesh, state.ema_params, shardings.ema_params, sample_batch)
             start = time.perf_counter()
             try:
                 compiled = fn.lower(*args).compile()

@@ -24,6 +24,10 @@ PyTree = Any
 class CAETask:
     """Task interface of training/state.py for config.kind == "cae"."""
 
+    # No compiled inference loop to compile ahead (training/aot_compile.py): the decoder runs inside
+    # `Autoencoder`, a few network calls per window.
+    sampling_program = None
+
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.shape, self.stft, self.consistency = cae_parts(config, "CAETask")

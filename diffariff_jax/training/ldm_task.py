@@ -2,16 +2,18 @@
 
 Used by the generic `training/state.train_step` and the training loop through the task interface:
 `.config`, `init_params(key)`, `loss(params, batch, key, step)`, `eval_metrics(params, batch, key)`,
-`dummy_batch(batch_size)`, `flops_per_example()`. Batches are {"target": [B, T, 64], "context": [B, T, 64], "clap": [B, D]} float32.
+`dummy_batch(batch_size)`, `flops_per_example()`, and for ahead-of-time compiles `sampling_program(...)`.
+Batches are {"target": [B, T, 64], "context": [B, T, 64], "clap": [B, D]} float32.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from diffariff_jax.diffusion.edm import Denoiser, conditioning_losses, edm_loss
 from diffariff_jax.models.unet1d_cost import unet1d_cost
@@ -78,3 +80,29 @@ class LdmTask:
     def flops_per_example(self) -> float:
         """Analytic forward + backward FLOPs of one training example (backward ~ 2x forward)."""
         return 3.0 * unet1d_cost(self.config.model, self.crop_frames).flops
+
+    def sampling_program(self, mesh: jax.sharding.Mesh, params: Any, params_shardings: Any,
+                         batch: int) -> tuple[Callable, tuple, float]:
+        """(jitted sampler, abstract args, analytic FLOPs) of `diffusion.samplers.sample` (config.sampler: the
+        three CFG branches in one call) for `batch` clips of crop_frames frames on params' shardings; params
+        may be ShapeDtypeStructs (training/aot_compile.py compiles it ahead for a TPU topology)."""
+        from diffariff_jax.diffusion import samplers
+        from diffariff_jax.training import mesh as mesh_lib
+
+        frames, sampler_cfg = self.crop_frames, self.config.sampler
+        replicated = NamedSharding(mesh, P())
+        rows = mesh_lib.batch_sharding(mesh) if batch % mesh.size == 0 else replicated
+
+        def generate(params, key, context, clap):  # context: [batch, frames, 64], clap: [batch, clap_dim]
+            return samplers.sample(self.denoiser, params, key, num_frames=frames, sampler_cfg=sampler_cfg,
+                                   context=context, clap=clap)
+
+        fn = jax.jit(generate, in_shardings=(params_shardings, replicated, rows, rows), out_shardings=rows)
+        inputs = self.dummy_batch(batch)
+        args = (params, jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated),
+                jax.ShapeDtypeStruct(inputs["context"].shape, jnp.float32, sharding=rows),
+                jax.ShapeDtypeStruct(inputs["clap"].shape, jnp.float32, sharding=rows))
+        steps = int(sampler_cfg.steps)
+        evaluations = 2 * steps - 1 if sampler_cfg.solver == "heun" else steps  # Heun's last step is Euler
+        branches = 3  # unconditional, context, context + CLAP: one batched call
+        return fn, args, unet1d_cost(self.config.model, frames).flops * evaluations * branches * batch

@@ -54,8 +54,12 @@ log = logging.getLogger(__name__)
 EncodeFn = Callable[[np.ndarray], Any]  # wav [B, samples] -> latents [B, frames, latent_dim] (numpy or jax)
 EmbedFn = Callable[[list], np.ndarray]              # list of 1-D wavs at the CLAP rate -> [N, clap_dim]
 INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "clap_segments", "num_shards",
-             "split", "layout", "mixes_per_song", "seed", "cae", "clap", "cae_weights", "clap_weights",
-             "settings", "songs")  # must match to resume into a directory
+             "split", "layout", "mixes_per_song", "seed", "cae", "clap", "cae_weights", "cae_latent_scale",
+             "clap_weights", "settings", "songs")  # must match to resume into a directory
+# The LDM's EDM settings (sigma_data 0.5, the training sigma law, sigma_max 80) assume latents of about unit
+# std (SPEC section 1: raw / latent_scale). Far outside this range the sampler's noise levels miss the data:
+# a CAE whose raw latents are not ~latent_scale in std needs its own inference.latent_scale.
+LATENT_STD_RANGE = (0.5, 2.0)
 def precompute_config() -> ml_collections.ConfigDict:
     """Every precompute setting; the CLI flags override them."""
     return ml_collections.ConfigDict({
@@ -215,6 +219,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
             if not latents.shard_path(out_dir, i, len(shards)).is_file()]
     done = len(range(process_index, len(shards), process_count)) - len(mine)
     progress = Progress(len(mine))
+    stats = LatentStats()
 
     def probe(i: int) -> list:
         return probe_songs([songs[j] for j in shards[i]], sample_rate, data_cfg.crop_seconds, skips,
@@ -227,7 +232,7 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
             probed = pending.result()
             pending = prober.submit(probe, mine[k + 1]) if k + 1 < len(mine) else None
             n = _write_shard(out_dir, i, len(shards), probed, data_cfg, cfg, encode, embed_audio, clap_rate,
-                             counts, progress)
+                             counts, progress, stats)
             examples += n
             written += 1
             log.info("shard %d/%d: %d songs -> %d examples (%.2f examples/s so far)", i + 1, len(shards),
@@ -238,13 +243,18 @@ def run(data_dir: str | Path, out_dir: str | Path, encode: EncodeFn, embed_audio
     summary = {"host": process_index, "hosts": process_count, "songs": len(songs), "shards": len(shards),
                "shards_written": written, "shards_already_done": done, "examples_written": examples,
                "seconds": round(seconds, 1), "examples_per_s": round(examples / max(seconds, 1e-9), 2),
-               "skipped": skipped}
+               "latents": stats.summary(), "skipped": skipped}
+    warning = latent_scale_warning(summary["latents"]["std"], info.get("cae_latent_scale")) if stats.count else None
+    if warning:
+        log.warning("%s: %s", out_dir, warning)
+        summary["warning"] = warning
     (out_dir / f"precompute-host{process_index:03d}.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def _write_shard(out_dir: Path, i: int, num_shards: int, probed: list, data_cfg, cfg, encode: EncodeFn,
-                 embed_audio: EmbedFn, clap_rate: int, counts: Counter, progress: Progress) -> int:
+                 embed_audio: EmbedFn, clap_rate: int, counts: Counter, progress: Progress,
+                 stats: LatentStats) -> int:
     """Writes shard i of the probed songs (deleting what a killed run left of it); returns its record count."""
     from diffariff_jax.data import pipeline
 
@@ -255,7 +265,41 @@ def _write_shard(out_dir: Path, i: int, num_shards: int, probed: list, data_cfg,
     progress.shard(int(pipeline.examples_per_song(probed, data_cfg).sum()) if probed else 0)
     gen = (shard_examples(probed, data_cfg, cfg, i, encode, embed_audio, clap_rate, counts, progress)
            if probed else iter(()))
-    return latents.write_shard(out_dir, i, num_shards, gen, cfg.latent_dtype)
+    return latents.write_shard(out_dir, i, num_shards, stats.observe(gen), cfg.latent_dtype)
+
+
+class LatentStats:
+    """Running mean and std of every latent value written (targets and contexts)."""
+
+    def __init__(self):
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def observe(self, examples: Iterator[latents.LatentExample]) -> Iterator[latents.LatentExample]:
+        for ex in examples:
+            for z in (ex.target, ex.context):
+                z = np.asarray(z, np.float64)
+                self.count += z.size
+                self.total += float(z.sum())
+                self.squares += float(np.square(z).sum())
+            yield ex
+
+    def summary(self) -> dict[str, float] | None:
+        if not self.count:
+            return None
+        mean = self.total / self.count
+        return {"mean": round(mean, 4), "std": round(float(np.sqrt(max(self.squares / self.count - mean**2, 0.0))), 4)}
+
+
+def latent_scale_warning(std: float, latent_scale: float | None) -> str | None:
+    """One line when the written latents' std is outside LATENT_STD_RANGE, naming the scale that fits."""
+    low, high = LATENT_STD_RANGE
+    if low <= std <= high or latent_scale is None:
+        return None
+    fitted = latent_scale * std
+    return (f"the latents written have std {std:.2f}, but the LDM's noise levels assume about 1: this CAE's "
+            f"inference.latent_scale {latent_scale:g} does not fit its raw latents (std {fitted:.3g}); set "
+            f"inference.latent_scale to {fitted:.3g} in the CAE's config.json (or train it with "
+            f"--config.inference.latent_scale={fitted:.3g}) and precompute into a new --out")
 
 
 def call_sizes(rows: int, per_call: int, unit: int) -> list[int]:
@@ -379,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(data, out, sharded_encoder(ae, rows=2 * cfg.encode_batch), clap.embed_audio, cfg,
                       sample_rate=ae.sample_rate, hop_samples=ae.hop_samples, latent_dim=ae.latent_dim,
                       clap_dim=clap.dim, clap_rate=clap.sample_rate, process_index=index, process_count=count,
-                      names={"cae": str(cae), "clap": clap.name,
+                      names={"cae": str(cae), "clap": clap.name, "cae_latent_scale": ae.latent_scale,
                              "cae_weights": weights_fingerprint(jax.tree.leaves(ae.params)),
                              "clap_weights": weights_fingerprint(t.detach().float().cpu().numpy()
                                                                  for t in clap.model.state_dict().values())})

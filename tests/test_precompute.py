@@ -199,3 +199,33 @@ def test_clap_windows_keep_the_loudest_candidate():
         energy = [np.mean(target[o:o + 2_000].astype(np.float64) ** 2) for o in cands]
         assert off == cands[int(np.argmax(energy))]
         np.testing.assert_array_equal(win, target[off:off + 2_000])
+
+
+def test_latent_statistics_are_reported_and_a_misfit_latent_scale_named(data, tmp_path):
+    """The LDM's noise levels assume latents of about unit std: records far from it (a CAE trained here with
+    Music2Latent's 0.06 scale) get one warning naming the scale that fits; unit-std records get none."""
+    from diffariff_jax.data.latents import LatentReader as Reader
+
+    def stats_of(out):
+        reader = Reader(out, 2, FRAMES)
+        z = np.concatenate([np.concatenate([e.target, e.context]) for e in reader.read(np.arange(reader.num_examples))])
+        return float(np.mean(z.astype(np.float64))), float(np.std(z.astype(np.float64)))
+
+    def scaled(factor):
+        return lambda wav: factor * stand_in_encode(wav)
+
+    plain = _run(data, tmp_path / "plain", _cfg(), names={"cae_latent_scale": 0.06})
+    mean, std = stats_of(tmp_path / "plain")
+    raw_std = std
+    assert plain["latents"]["mean"] == pytest.approx(mean, abs=2e-3)
+    assert plain["latents"]["std"] == pytest.approx(std, rel=2e-3)  # float16 records vs float32 sums
+    fit = 1.0 / raw_std  # a stand-in whose latents have unit std
+    ok = run(data, tmp_path / "unit", scaled(fit), stand_in_clap, _cfg(), sample_rate=SR, hop_samples=HOP,
+             latent_dim=64, clap_dim=CLAP_DIM, clap_rate=SR, names={"cae_latent_scale": 0.06})
+    assert ok["latents"]["std"] == pytest.approx(1.0, rel=1e-2) and "warning" not in ok
+    loud = run(data, tmp_path / "six", scaled(6 * fit), stand_in_clap, _cfg(), sample_rate=SR, hop_samples=HOP,
+               latent_dim=64, clap_dim=CLAP_DIM, clap_rate=SR, names={"cae_latent_scale": 0.06})
+    assert loud["latents"]["std"] == pytest.approx(6.0, rel=1e-2)
+    assert "the latents written have std 6.00" in loud["warning"]
+    assert "set inference.latent_scale to 0.36 in the CAE's config.json" in loud["warning"]  # 0.06 x 6
+    assert read_info(tmp_path / "six")["cae_latent_scale"] == 0.06

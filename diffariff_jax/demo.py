@@ -8,8 +8,8 @@ Stages (diffariff_jax/demo_plan.py) call the real command-line tools as subproce
 its commands, streams their progress, and ends with its wall and CPU time. A stage is recorded as done
 (OUT/.stages/NAME.json) only after all its commands succeeded, so running the demo again skips finished
 stages and resumes the interrupted one (the tools themselves resume: train from its checkpoints,
-precompute from its finished shards). A stage whose commands changed (another --size) is redone, and so
-is every stage after it. Times go to OUT/stages.json; OUT/report/index.html is the evaluation's report and
+precompute from its finished shards). A stage whose commands changed (another --size) or named by --redo
+is redone from scratch (its output folders removed first), and so is every stage after it. Times go to OUT/stages.json; OUT/report/index.html is the evaluation's report and
 OUT/report/examples.html plays the generated examples.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -94,8 +95,14 @@ def run_demo(out: Path, size: str, redo: str | None = None) -> list[dict]:
             print(f"=== [{i}/{len(stages)}] {stage.name}: done earlier ({done['wall_seconds']:.0f} s), skipped")
             records.append({**done, "skipped": True})
             continue
+        marker = _marker(out, stage)
+        if stale or marker.exists():  # redone, not resumed: what the tools would resume from is stale
+            for folder in stage.outputs:
+                if folder.exists():
+                    print(f"=== [{i}/{len(stages)}] {stage.name}: removing {folder} (redone from scratch)")
+                    shutil.rmtree(folder)
         stale = True  # everything after a redone stage depends on its new outputs
-        _marker(out, stage).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
         records.append(run_stage(out, stage, i, len(stages)))
     (out / "stages.json").write_text(json.dumps({"size": size, "stages": records}, indent=1))
     page = write_examples_page(out / "report", records)

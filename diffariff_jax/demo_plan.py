@@ -49,11 +49,17 @@ SIZES = {
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One step of the demo: a name, what it makes, and the commands that make it."""
+    """One step of the demo: a name, what it makes, the commands that make it, and the folders they write.
+
+    `outputs` are deleted before the stage is redone (--redo, changed commands, an earlier stage redone):
+    the tools resume from what they find there (train from its checkpoints, precompute from its shards),
+    which is right after an interruption and wrong after a change upstream.
+    """
 
     name: str
     summary: str
     commands: tuple[tuple[str, ...], ...]
+    outputs: tuple[Path, ...] = ()
 
 
 def _py(*args: object) -> tuple[str, ...]:
@@ -74,30 +80,30 @@ def plan(out: Path, size: DemoSize) -> list[Stage]:
     return [
         Stage("render", f"{size.songs} songs rendered stem by stem with fluidsynth",
               (_py("diffariff_jax.data.render", "--out", data, "--num-songs", size.songs,
-                   "--seconds-max", size.song_seconds),)),
+                   "--seconds-max", size.song_seconds),), (data,)),
         Stage("cae", f"consistency autoencoder, {size.cae_steps} steps",
               (_py("diffariff_jax.train", "--config", f"{REPO / 'configs/cae.py'}:demo", "--workdir", cae,
-                   f"--config.data.root={data}", f"--config.train.num_steps={size.cae_steps}"),)),
+                   f"--config.data.root={data}", f"--config.train.num_steps={size.cae_steps}"),), (cae,)),
         Stage("clap", f"small CLAP on the stems' instrument captions, {size.clap_steps} steps",
               (_py("diffariff_jax.clap", "train", "--data", data, "--out", clap, "--variant", "demo",
-                   "--steps", size.clap_steps),)),
+                   "--steps", size.clap_steps),), (clap,)),
         Stage("precompute", f"latents + CLAP of {size.mixes_per_song} mixes per song (train, validation)",
-              tuple(precompute)),
+              tuple(precompute), (latents,)),
         Stage("ldm", f"latent diffusion model, {size.ldm_steps} steps",
               (_py("diffariff_jax.train", "--config", f"{REPO / 'configs/ldm.py'}:demo", "--workdir", ldm,
                    f"--config.data.records_dir={latents / 'train'}",
                    f"--config.data.val_records_dir={latents / 'validation'}",
-                   f"--config.train.num_steps={size.ldm_steps}"),)),
+                   f"--config.train.num_steps={size.ldm_steps}"),), (ldm,)),
         Stage("eval", f"the paper's table on {size.eval_examples} held-out examples, with baselines",
               (_py("diffariff_jax.eval", "--checkpoint", ldm, "--data", data, "--out", report,
                    "--config", f"{REPO / 'configs/eval.py'}:tiny", f"--config.num_examples={size.eval_examples}",
                    f"--config.sampler.steps={size.eval_sampler_steps}",
                    f"--config.bootstrap.num_resamples={size.eval_resamples}",
-                   "--cache-dir", out / "cache", "--overwrite"),)),
+                   "--cache-dir", out / "cache", "--overwrite"),), (report,)),
         Stage("generate", "context + text, context + audio prompt, a two-track arrangement, "
               "a 30 s outpainted stem, pseudo-stereo",
               (_py("diffariff_jax.demo_inputs", "--data", data, "--out", inputs),
-               *_generate(ldm, inputs, examples, size))),
+               *_generate(ldm, inputs, examples, size)), (inputs, examples)),
     ]
 
 

@@ -11,12 +11,18 @@ from diffariff_jax.demo_plan import SIZES, Stage, plan
 
 
 def _stages(out, fail_second=False, second_arg="b"):
+    """Three stages appending to log.txt; the second and third also write into a folder of their own
+    (their outputs), which a resuming tool would pick up."""
     log = out / "log.txt"
-    append = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"
+    append = ("import os, sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
+              "if len(sys.argv) > 3: os.makedirs(sys.argv[3], exist_ok=True); "
+              "open(os.path.join(sys.argv[3], sys.argv[2]), 'w').write('x')")
     second = "raise SystemExit(3)" if fail_second else append
     return [Stage("first", "writes a", ((sys.executable, "-c", append, str(log), "a"),)),
-            Stage("second", "writes b", ((sys.executable, "-c", second, str(log), second_arg),)),
-            Stage("third", "writes c", ((sys.executable, "-c", append, str(log), "c"),))]
+            Stage("second", "writes b", ((sys.executable, "-c", second, str(log), second_arg, str(out / "b")),),
+                  (out / "b",)),
+            Stage("third", "writes c", ((sys.executable, "-c", append, str(log), "c", str(out / "c")),),
+                  (out / "c",))]
 
 
 def _use(monkeypatch, stages):
@@ -61,6 +67,22 @@ def test_changed_commands_and_redo_rerun_that_stage_and_the_later_ones(tmp_path,
     assert _log(tmp_path) == ["a", "b", "c", "B", "c"]
     demo.run_demo(tmp_path, "quick", redo="third")
     assert _log(tmp_path) == ["a", "b", "c", "B", "c", "c"]
+    # a redone stage starts from nothing: the outputs of its earlier run are gone
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["B"]
+    (tmp_path / "c" / "leftover").write_text("x")
+    demo.run_demo(tmp_path, "quick", redo="third")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["c"]
+
+
+def test_an_interrupted_stage_resumes_on_what_it_left(tmp_path, monkeypatch):
+    _use(monkeypatch, _stages(tmp_path, fail_second=True))
+    with pytest.raises(demo.DemoError):
+        demo.run_demo(tmp_path, "quick")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "partial").write_text("x")  # what an interrupted tool left to resume from
+    _use(monkeypatch, _stages(tmp_path))
+    demo.run_demo(tmp_path, "quick")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["b", "partial"]
 
 
 def test_bad_flags_fail_in_one_line(tmp_path, monkeypatch, capsys):

@@ -20,6 +20,7 @@ import numpy as np
 from jax import Array
 
 from diffariff_jax.models.cae_blocks import MLP, Downsample, GroupNorm, ResBlock, Upsample, positional_embedding
+from diffariff_jax.models.conv2d import Conv2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, spec: Array) -> Array:
         s = self.shape
-        x = nn.Conv(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(spec)
+        x = Conv2d(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(spec)
         if s.freq_scaling:  # a learned gain per frequency bin
             x = x * self.param("freq_gain", nn.initializers.ones, (s.freq_bins, 1, 1))
         for level in range(s.levels):
@@ -165,13 +166,13 @@ class ConsistencyUNet(nn.Module):
                 g = MLP((s.cond_channels, s.cond_channels, s.freq_bins), final_silu=False, zero_last=s.zero_init,
                         dtype=self.dtype, name=f"scale_{where}")(emb)
                 gains[where] = 1.0 + g[:, :, None, None]  # [batch, freq, 1, 1]
-        x = nn.Conv(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(x_in)
+        x = Conv2d(s.channels(0), (3, 3), padding="SAME", dtype=self.dtype, name="conv_inp")(x_in)
         if s.freq_scaling:
             x = x * gains["inp"]
         skips = []
         for level in range(s.levels):
             for b in range(s.decoder_blocks):
-                d = nn.Conv(s.channels(level), (1, 1), dtype=self.dtype, name=f"down_latent_{level}_{b}")(pyramid[level])
+                d = Conv2d(s.channels(level), (1, 1), dtype=self.dtype, name=f"down_latent_{level}_{b}")(pyramid[level])
                 x = (x + d) / np.sqrt(2.0)
                 x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"down_{level}_{b}",
                              **_block_kwargs(s, self.dtype))(x, temb)
@@ -181,20 +182,20 @@ class ConsistencyUNet(nn.Module):
                                dtype=self.dtype, name=f"downsample_{level}", **_norm_kwargs(s))(x)
         for level in reversed(range(s.levels)):
             for b in range(s.decoder_blocks):
-                d = nn.Conv(s.channels(level), (1, 1), dtype=self.dtype, name=f"up_latent_{level}_{b}")(pyramid[level])
+                d = Conv2d(s.channels(level), (1, 1), dtype=self.dtype, name=f"up_latent_{level}_{b}")(pyramid[level])
                 x = (x + skips.pop() + d) / np.sqrt(3.0)
                 x = ResBlock(s.channels(level), attention=bool(s.attention[level]), name=f"up_{level}_{b}",
                              **_block_kwargs(s, self.dtype))(x, temb)
             if level > 0:
                 x = Upsample(s.channels(level - 1), freq_only=bool(s.freq_downsample[level - 1]),
                              dtype=self.dtype, name=f"upsample_{level}")(x)
-        d = nn.Conv(s.channels(0), (1, 1), dtype=self.dtype, name="conv_decoded")(pyramid[0])
+        d = Conv2d(s.channels(0), (1, 1), dtype=self.dtype, name="conv_decoded")(pyramid[0])
         x = (x + d) / np.sqrt(2.0)
         x = nn.silu(GroupNorm(name="norm_out", **_norm_kwargs(s))(x))
         if s.freq_scaling:
             x = x * gains["out"]
         init = nn.initializers.zeros if s.zero_init else nn.linear.default_kernel_init
-        x = nn.Conv(s.data_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=init, name="conv_out")(x)
+        x = Conv2d(s.data_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=init, name="conv_out")(x)
         return x.astype(jnp.float32)
 
 

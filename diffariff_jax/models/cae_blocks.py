@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from diffariff_jax.models.conv2d import Conv2d
+
 Dtype = Any
 
 
@@ -84,17 +86,18 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, emb: Array | None = None) -> Array:
         kernel = (3,) * self.dims
+        conv = Conv2d if self.dims == 2 else nn.Conv
         h = nn.silu(GroupNorm(self.eps, self.max_groups, name="norm1")(x))
-        h = nn.Conv(self.channels, kernel, padding="SAME", dtype=self.dtype, name="conv1")(h)
+        h = conv(self.channels, kernel, padding="SAME", dtype=self.dtype, name="conv1")(h)
         if emb is not None:  # emb: [batch, cond]
             bias = nn.Dense(self.channels, dtype=self.dtype, name="proj_emb",
                             kernel_init=zeros_or(nn.linear.default_kernel_init, self.zero_init))(emb)
             h = h + bias.reshape(bias.shape[:1] + (1,) * self.dims + bias.shape[1:])
         h = nn.silu(GroupNorm(self.eps, self.max_groups, name="norm2")(h))
-        h = nn.Conv(self.channels, kernel, padding="SAME", dtype=self.dtype, name="conv2",
+        h = conv(self.channels, kernel, padding="SAME", dtype=self.dtype, name="conv2",
                     kernel_init=zeros_or(nn.linear.default_kernel_init, self.zero_init))(h)
         if x.shape[-1] != self.channels:
-            x = nn.Conv(self.channels, (1,) * self.dims, dtype=self.dtype, name="res_conv")(x)
+            x = conv(self.channels, (1,) * self.dims, dtype=self.dtype, name="res_conv")(x)
         x = x + h
         if self.attention:
             x = FreqAttention(self.heads, self.eps, self.max_groups, self.zero_init, self.dtype, name="att")(x)
@@ -117,9 +120,9 @@ class Downsample(nn.Module):
         if self.normalize:
             x = GroupNorm(self.eps, self.max_groups, name="norm")(x)
         if self.freq_only:
-            return nn.Conv(self.channels, (5, 1), strides=(4, 1), padding=((2, 2), (0, 0)),
+            return Conv2d(self.channels, (5, 1), strides=(4, 1), padding=((2, 2), (0, 0)),
                            dtype=self.dtype, name="conv")(x)
-        return nn.Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+        return Conv2d(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                        dtype=self.dtype, name="conv")(x)
 
 
@@ -135,9 +138,9 @@ class Upsample(nn.Module):
     def __call__(self, x: Array) -> Array:
         if self.freq_only:
             x = jnp.repeat(x, 4, axis=1)
-            return nn.Conv(self.channels, (5, 1), padding="SAME", dtype=self.dtype, name="conv")(x)
+            return Conv2d(self.channels, (5, 1), padding="SAME", dtype=self.dtype, name="conv")(x)
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        return nn.Conv(self.channels, (3, 3), padding="SAME", dtype=self.dtype, name="conv")(x)
+        return Conv2d(self.channels, (3, 3), padding="SAME", dtype=self.dtype, name="conv")(x)
 
 
 def positional_embedding(x: Array, dim: int, max_positions: float) -> Array:

@@ -2,6 +2,7 @@
 
     python benchmarks/precompute_speed.py [--data data/demo] [--clap runs/clap] [--cae runs/cae | --cae-variant tiny]
         [--songs 8] [--songs-per-shard 2] [--mixes-per-song 3] [--encode-batch 4] [--short-frames 64] [--rounds 1]
+        [--runs variable,bucketed,short] [--clap-segments 4] [--clap-seconds 5]
 
 Runs, alternating on the same songs in one process (so they share the machine's load):
   variable   the encoder as before 5c96b1c: one compilation per batch size it meets (the last batch of every
@@ -64,6 +65,9 @@ def main() -> None:
     ap.add_argument("--encode-batch", type=int, default=4, help="(target, context) pairs per CAE call")
     ap.add_argument("--short-frames", type=int, default=64, help="record length of the 'short' run, latent frames")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of the three runs")
+    ap.add_argument("--runs", default="variable,bucketed,short", help="which of the runs, comma-separated")
+    ap.add_argument("--clap-segments", type=int, default=4, help="CLAP sub-segments per record (make demo: 2)")
+    ap.add_argument("--clap-seconds", type=float, default=5.0, help="CLAP sub-segment length (make demo: 3.0)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "precompute_speed.json"),
                     help="JSON results file")
     args = ap.parse_args()
@@ -81,10 +85,11 @@ def main() -> None:
         data_dir = Path(args.data) if args.data else make_tree(Path(made, "data"), args.songs, 20.0, 3)
         load_before = os.getloadavg()
         compile_s = _compile_seconds(ae, 2 * args.encode_batch)
+        chosen = args.runs.split(",")
         runs = [_measure(args, ae, clap, data_dir, name, frames, fixed)
                 for _ in range(args.rounds)
                 for name, frames, fixed in (("variable", 144, False), ("bucketed", 144, True),
-                                            ("short", args.short_frames, True))]
+                                            ("short", args.short_frames, True)) if name in chosen]
     print(f"compiling the 144-frame encoder for one more batch shape: {compile_s} s")
     print(" | ".join(COLUMNS))
     for r in runs:
@@ -130,7 +135,8 @@ def _measure(args, ae: Autoencoder, clap: ClapEmbedder, data_dir: Path, name: st
              fixed: bool) -> dict:
     cfg = precompute_config()
     cfg.update({"mixes_per_song": args.mixes_per_song, "songs_per_shard": args.songs_per_shard,
-                "encode_batch": args.encode_batch, "segment_frames": frames, "split_fractions": (1.0, 0.0, 0.0)})
+                "encode_batch": args.encode_batch, "segment_frames": frames, "split_fractions": (1.0, 0.0, 0.0),
+                "clap_segments": args.clap_segments, "clap_seconds": args.clap_seconds})
     traced: list[int] = []
 
     def encode_frames(params, wav):  # runs once per compiled batch shape

@@ -7,11 +7,13 @@ strides), so checkpoints are interchangeable. The CAE's first and last levels ru
 bins with 2 to 4 channels (the `tiny`/`demo` recipes): there a convolution's matrix multiply has an inner
 size of 9 x 4 and 4 outputs, mostly overhead on every backend (XLA:CPU measured 1.5 to 9 GFLOP/s). When
 in_channels x out_channels <= SHIFTED_SUM_MAX, the sum above is written out as kh x kw x C x O scalar
-multiply-adds of shifted slices, which XLA fuses into one elementwise loop (2.7x to 6x faster on CPU for
-2->4 and 4->4 channels; benchmarks/cae_conv_speed.py). Wider layers use lax.conv_general_dilated.
+multiply-adds of shifted slices, which XLA fuses into one elementwise loop (2x to 6.7x faster on CPU for
+2->4, 4->4 and 4->2 channels; benchmarks/cae_conv_speed.py); its gradient is the convolution's. Wider
+layers use lax.conv_general_dilated.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -51,6 +53,33 @@ def shifted_sum_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
     return jnp.stack(outs, axis=-1)
 
 
+def _lax_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+              padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def few_channel_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                     padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """The convolution computed as shifted sums, differentiated as the lax convolution: the shifted-sum
+    form's weight gradient is kh x kw x C x O separate reductions over every position, slower than the
+    convolution's own (a CAE training step measured 0.75x with it)."""
+    return shifted_sum_conv(x, kernel, strides, padding)
+
+
+def _few_channel_fwd(x, kernel, strides, padding):
+    return shifted_sum_conv(x, kernel, strides, padding), (x, kernel)
+
+
+def _few_channel_bwd(strides, padding, residuals, grad):
+    x, kernel = residuals
+    _, vjp = jax.vjp(lambda a, b: _lax_conv(a, b, strides, padding), x, kernel)
+    return vjp(grad)
+
+
+few_channel_conv.defvjp(_few_channel_fwd, _few_channel_bwd)
+
+
 class Conv2d(nn.Module):
     """`nn.Conv` for [batch, freq, time, channels] inputs (same params, init and results up to rounding)."""
 
@@ -77,9 +106,5 @@ class Conv2d(nn.Module):
             padding = (same_padding(x.shape[1], kh, strides[0]), same_padding(x.shape[2], kw, strides[1]))
         else:
             padding = tuple(tuple(p) for p in self.padding)
-        if cin * self.features <= SHIFTED_SUM_MAX:
-            y = shifted_sum_conv(x, kernel, strides, padding)
-        else:
-            y = jax.lax.conv_general_dilated(x, kernel, strides, padding,
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
+        conv = few_channel_conv if cin * self.features <= SHIFTED_SUM_MAX else _lax_conv
+        return conv(x, kernel, strides, padding) + bias

@@ -137,6 +137,6 @@ def _demo_config() -> ml_collections.ConfigDict:
     # (sigma >= 3) on 3% of examples, and the demo LDM came out ignoring both (denoising error at sigma 10
     # the same with and without them); centred, CLAP cuts that error 24% and the context 4% (docs/demo.md).
     config.diffusion.p_mean = 0.0
-    config.train.update({"num_steps": 3000, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995,
+    config.train.update({"num_steps": 5000, "lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.995,
                          "eval_every": 500, "ckpt_every": 500})
     return config

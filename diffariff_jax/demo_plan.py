@@ -37,7 +37,7 @@ class DemoSize:
 
 SIZES = {
     "full": DemoSize(songs=120, song_seconds=35.0, cae_steps=1200, clap_steps=600, mixes_per_song=6,
-                     segment_frames=48, clap_seconds=3.0, ldm_steps=3000, eval_examples=32, eval_sampler_steps=8,
+                     segment_frames=48, clap_seconds=3.0, ldm_steps=5000, eval_examples=32, eval_sampler_steps=8,
                      eval_resamples=50, sampler_steps=30),
     # 67 songs is the fewest whose song-level test split (5 %) holds 3 songs: 12 spans of 2.7 s at 12 s a
     # song, i.e. 6 examples + 6 reference spans, the least density/coverage (prdc_k = 5) can score.

@@ -60,6 +60,8 @@ INFO_KEYS = ("frames", "latent_dim", "clap_dim", "sample_rate", "hop_samples", "
 # std (SPEC section 1: raw / latent_scale). Far outside this range the sampler's noise levels miss the data:
 # a CAE whose raw latents are not ~latent_scale in std needs its own inference.latent_scale.
 LATENT_STD_RANGE = (0.5, 2.0)
+
+
 def precompute_config() -> ml_collections.ConfigDict:
     """Every precompute setting; the CLI flags override them."""
     return ml_collections.ConfigDict({

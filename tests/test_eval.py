@@ -71,6 +71,10 @@ def test_report_has_every_file_row_and_interval(first, setup):
     assert gain["low"] <= gain["value"] <= gain["high"] and denoise["num_examples"] == 12
     page = (out / "index.html").read_text()
     assert "Codec: log-mel distance" in page and "Denoising loss on the test examples" in page
+    from diffariff_jax.evaluation.run import summary
+
+    printed = summary(report, out, 1.0)  # what the CLI prints
+    assert "codec log-mel distance" in printed and "CAE round trip" in printed and "context gain" in printed
     from diffariff_jax.training.logging import read_metrics
 
     logged = read_metrics(str(setup[0].workdir), "eval")[0]  # the run's TensorBoard twin, at the checkpoint's step

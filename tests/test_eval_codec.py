@@ -77,7 +77,8 @@ def test_held_out_denoising_losses_show_a_context_that_helps():
     ex = _examples(n=5, frames=4)
     acc = types.SimpleNamespace(cae=_GainCodec(1.0), denoiser=_CopyContext(), params=None, config=config)
     clap = np.zeros((5, 32), np.float32)
-    losses = denoising.per_example_losses(acc, ex.target, ex.target, clap, draws=3, batch=2, seed=0)
+    z_target, z_context = acc.cae.encode(ex.target), acc.cae.encode(ex.context)
+    losses = denoising.per_example_losses(acc, z_target, z_target, clap, draws=3, batch=2, seed=0)
     assert set(losses) == {"context_clap", "context_only", "clap_only", "unconditional"}
     np.testing.assert_allclose(losses["context_clap"], 0.0, atol=1e-12)
     assert np.all(losses["clap_only"] > 0) and losses["clap_only"].shape == (5,)
@@ -86,5 +87,5 @@ def test_held_out_denoising_losses_show_a_context_that_helps():
     assert gain["improved_fraction"] == 1.0 and 0 < gain["low"] <= gain["value"] <= gain["high"]
     assert gain["value"] == pytest.approx(float(np.mean(losses["clap_only"])))
     # with a context that is not the target, copying it is wrong
-    other = denoising.per_example_losses(acc, ex.target, ex.context, clap, draws=3, batch=2, seed=0)
+    other = denoising.per_example_losses(acc, z_target, z_context, clap, draws=3, batch=2, seed=0)
     assert np.all(other["context_clap"] > 0)

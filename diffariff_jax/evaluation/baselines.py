@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import jax
 import numpy as np
 
+from diffariff_jax.evaluation.codec import roundtrip
 from diffariff_jax.evaluation.examples import Examples
 from diffariff_jax.metrics.apa import mismatch_permutation
 
@@ -60,9 +60,7 @@ def baseline(name: str, examples: Examples, reference: Examples, cae: Any, seed:
         return System(name, LABELS[name], "baseline", examples.target[perm], examples.context, examples.instruments,
                       True)
     if name == "cae_roundtrip":
-        samples = examples.target.shape[1]
-        latents = cae.encode(examples.target)
-        stems = cae.decode(latents, jax.random.PRNGKey(seed), num_samples=samples)
+        stems = roundtrip(cae, examples.target, seed)
         return System(name, LABELS[name], "baseline", stems, examples.context, examples.instruments, True)
     return System(name, LABELS[name], "baseline", np.zeros_like(examples.target), examples.context,
                   examples.instruments, True)

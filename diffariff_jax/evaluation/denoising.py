@@ -21,10 +21,10 @@ import numpy as np
 from diffariff_jax.diffusion.edm import CONDITIONING_PATTERNS, conditioning_losses
 
 
-def per_example_losses(acc: Any, target: np.ndarray, context: np.ndarray, clap: np.ndarray, *, draws: int,
+def per_example_losses(acc: Any, z_target: np.ndarray, z_context: np.ndarray, clap: np.ndarray, *, draws: int,
                        batch: int, seed: int) -> dict[str, np.ndarray]:
-    """target, context: [n, samples] audio; clap: [n, clap_dim] -> {pattern: [n] loss averaged over draws}."""
-    z_target, z_context = (np.asarray(acc.cae.encode(a), np.float32) for a in (target, context))
+    """z_target, z_context: [n, frames, latent_dim] CAE latents; clap: [n, clap_dim] -> {pattern: [n] loss
+    averaged over draws}, with acc's LDM (acc.denoiser, acc.params, acc.config)."""
     n = len(z_target)
     cfg = acc.config.diffusion
     fn = jax.jit(lambda p, k, t, c, e: conditioning_losses(acc.denoiser, p, k, t, c, e, cfg))

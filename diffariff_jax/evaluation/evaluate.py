@@ -59,6 +59,7 @@ class Prepared:
     clips_embedded: dict[str, int] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     codec: dict | None = None  # codec.summary of the CAE's reconstructions (with the cae_roundtrip baseline)
+    latents: dict[str, np.ndarray] = field(default_factory=dict)  # CAE latents of targets and contexts
 
 
 def embed(acc: Any, wavs: np.ndarray, cfg: ml_collections.ConfigDict, desc: str, counts: dict[str, int]) -> np.ndarray:
@@ -211,8 +212,12 @@ def denoising(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict, timer: T
     """denoising.summary of acc's losses on the examples under each conditioning pattern."""
     e = prep.examples
     with timer.stage("denoising"):
+        if not prep.latents:  # the CAE is shared by every checkpoint: encode once per evaluation
+            prep.latents = {k: np.asarray(acc.cae.encode(v), np.float32) for k, v in
+                            (("target", e.target), ("context", e.context))}
         clap = prep.prompts["audio"] if "audio" in prep.prompts else acc.embed_audio(e.clap_audio)
-        losses = denoising_lib.per_example_losses(acc, e.target, e.context, clap, draws=int(cfg.denoising.draws),
-                                                  batch=int(cfg.generate_batch), seed=int(cfg.seed))
+        losses = denoising_lib.per_example_losses(acc, prep.latents["target"], prep.latents["context"], clap,
+                                                  draws=int(cfg.denoising.draws), batch=int(cfg.generate_batch),
+                                                  seed=int(cfg.seed))
         return denoising_lib.summary(losses, resamples=int(cfg.bootstrap.num_resamples),
                                      confidence=float(cfg.bootstrap.confidence), seed=int(cfg.seed))

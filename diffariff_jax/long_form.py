@@ -13,6 +13,12 @@ width 0 gives two identical channels. The CAE decodes both. Loops force one wind
 one window.
 
 Full arrangements: generate a track, add it (downmixed) to the context, generate the next (`arrange`).
+
+Loudness: training normalised each context + target pair to `data.loudness_db` (-20 dBFS RMS), so the LDM
+knows contexts near that level and writes stems at their level relative to it. The audio a user brings
+(the context, else the inpaint stem or variation source) is scaled to that level before encoding, with the
+training pipeline's gain cap, and the output is scaled back by the same gain: the stem comes out at the
+level it should have beside the user's own context (`training_gain`).
 """
 from __future__ import annotations
 
@@ -128,6 +134,17 @@ def passes(acc: Any, frames: int, stereo: bool) -> int:
     return len(window_plan(acc, frames)[1]) * (2 if stereo else 1)
 
 
+def training_gain(acc: Any, reference: np.ndarray | None) -> np.ndarray:
+    """reference [batch, samples] (or None) -> [batch, 1] linear gains that bring each row to the LDM's
+    training loudness (config.data.loudness_db, gain capped at data.max_gain_db as in training); 1 for None."""
+    if reference is None:
+        return np.ones((1, 1), np.float32)
+    data = acc.config.data
+    rms_db = 10.0 * np.log10(np.mean(np.square(reference.astype(np.float64)), axis=-1, keepdims=True) + 1e-20)
+    gain_db = np.minimum(float(data.get("loudness_db", -20.0)) - rms_db, float(data.get("max_gain_db", 20.0)))
+    return (10.0 ** (gain_db / 20.0)).astype(np.float32)
+
+
 def generate_audio(acc: Any, context: np.ndarray | None, clap: np.ndarray | None, *, samples: int, batch: int,
                    seed: int, settings: Any, mode: Modes, progress: Progress | None = None) -> np.ndarray:
     """The core: context [batch, samples] mono at acc.sample_rate or None; clap [batch, d] or None ->
@@ -138,18 +155,24 @@ def generate_audio(acc: Any, context: np.ndarray | None, clap: np.ndarray | None
     frames = acc.frames_for(samples)
     fps = acc.cae.frames_per_second
     k_left, k_right, k_decode = jax.random.split(jax.random.PRNGKey(int(seed)), 3)
-    encode = lambda wav: acc.cae.encode(fit_length(wav, frames * acc.cae.hop_samples))  # noqa: E731
+    stem = None if mode.inpaint is None else prepare(mode.inpaint, "inpaint stem", acc.sample_rate)
+    source = None if mode.variation_of is None else prepare(mode.variation_of, "variation source", acc.sample_rate)
+    reference = context if context is not None else next((w[None] for w in (stem, source) if w is not None), None)
+    gain = training_gain(acc, None if reference is None else reference[:, :samples])  # [batch or 1, 1]
+
+    def encode(wav: np.ndarray) -> np.ndarray:  # [batch or 1, n] -> [batch, frames, d] at training loudness
+        latents = acc.cae.encode(fit_length(wav * gain, frames * acc.cae.hop_samples))
+        return np.repeat(latents, batch // latents.shape[0], axis=0)
+
     context_latents = None if context is None else encode(context)
     known = keep = init = None
-    if mode.inpaint is not None:
-        stem = prepare(mode.inpaint, "inpaint stem", acc.sample_rate)
+    if stem is not None:
         keep = keep_mask(mode.regions, frames, fps, min(stem.shape[0], samples) / acc.sample_rate, "inpaint stem")
-        known = np.repeat(encode(stem[None]), batch, axis=0)
+        known = encode(stem[None])
     elif mode.regions:
         raise ValueError("regions need the stem to inpaint (--inpaint FILE)")
-    if mode.variation_of is not None:
-        source = prepare(mode.variation_of, "variation source", acc.sample_rate)
-        init = np.repeat(encode(source[None]), batch, axis=0)
+    if source is not None:
+        init = encode(source[None])
     if mode.loop_repeats is not None and frames > acc.window_frames:
         raise ValueError(f"loops fit in one window: at most {acc.window_frames * acc.cae.hop_samples / acc.sample_rate:.1f} s "
                          f"here, asked for {samples / acc.sample_rate:.1f} s")
@@ -158,10 +181,11 @@ def generate_audio(acc: Any, context: np.ndarray | None, clap: np.ndarray | None
     left = sample_long(acc, k_left, sampler_cfg, init=init, strength=None if init is None else mode.strength,
                        loop_repeats=mode.loop_repeats,
                        loop_strength=None if mode.loop_repeats is None else mode.loop_strength, **common)
+    unscale = lambda wav: np.clip(wav / gain.reshape((-1,) + (1,) * (wav.ndim - 1)), -1.0, 1.0)  # noqa: E731
     if not mode.stereo_width:
-        return acc.cae.decode(left, k_decode, num_samples=samples)[:, None]
+        return unscale(acc.cae.decode(left, k_decode, num_samples=samples))[:, None]
     right = sample_long(acc, k_right, sampler_cfg, init=left, strength=mode.stereo_width, **common)
-    return acc.cae.decode(np.stack([left, right], axis=1), k_decode, num_samples=samples)
+    return unscale(acc.cae.decode(np.stack([left, right], axis=1), k_decode, num_samples=samples))
 
 
 def conditioning(acc: Any, text: str | None, audio_prompt: Audio | None, prompt_mix: float | None) -> np.ndarray | None:

@@ -151,7 +151,7 @@ def _demo_config() -> ml_collections.ConfigDict:
     # LDM latents of std 6.2, a regime its sigma law almost never trains (the context went unused). The scale
     # only divides at inference: training is unchanged.
     config.inference.latent_scale = 0.37
-    config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "sc_weight": 0.0, "n_mels": 64, "range_db": 80.0})
+    config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
     config.train.update({"batch_size": 4, "num_steps": 1200, "lr_schedule": "cosine", "final_lr_ratio": 0.1,
                          "ema_decay": 0.99, "log_every": 50, "eval_every": 500, "ckpt_every": 500})
     return config

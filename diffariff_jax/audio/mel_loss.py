@@ -8,10 +8,6 @@ per example, so bins far below the music do not dominate. P is the *consistency 
 STFT, then STFT again. A spectrogram predicted bin by bin need not be the STFT of any waveform; only
 what survives P is heard, so the loss measures the audio the decoder will actually produce, and its
 gradient asks for phases that agree across overlapping frames (what Griffin-Lim iterates towards).
-
-    sc(S_hat, S) = || |P(S_hat)| - |S| ||_F / || |S| ||_F          (spectral convergence)
-
-on linear magnitudes complements it: it is dominated by the loudest bins, so it fixes the level.
 """
 from __future__ import annotations
 
@@ -47,33 +43,8 @@ def mel_power(stft: Stft, spec: Array, filterbank: Array) -> Array:
 def log_mel_l1(stft: Stft, estimate: Array, reference: Array, filterbank: Array,
                range_db: float = 80.0) -> Array:
     """Per-example loss [batch] of a predicted spectrogram against the clean one (see module doc)."""
-    return log_mel_l1_projected(stft, project(stft, estimate), reference, filterbank, range_db)
-
-
-def log_mel_l1_projected(stft: Stft, projected: Array, reference: Array, filterbank: Array,
-                         range_db: float = 80.0) -> Array:
-    """log_mel_l1 of an estimate already passed through `project` (callers with several terms project once)."""
-    est = mel_power(stft, projected, filterbank)
+    est = mel_power(stft, project(stft, estimate), filterbank)
     ref = mel_power(stft, reference, filterbank)
     eps = jnp.max(ref, axis=(1, 2), keepdims=True) * 10.0 ** (-range_db / 10.0) + 1e-12
     diff = jnp.log10(jnp.maximum(est, eps)) - jnp.log10(jnp.maximum(ref, eps))
     return jnp.mean(jnp.abs(diff), axis=(1, 2))
-
-
-def magnitude(stft: Stft, spec: Array) -> Array:
-    """spec [batch, bins, frames, 2] compressed -> linear STFT magnitude [batch, bins, frames]."""
-    compressed_mag = jnp.sqrt(jnp.sum(jnp.square(spec), axis=-1) + 1e-12)
-    return (compressed_mag / stft.beta) ** (1.0 / stft.alpha)
-
-
-def spectral_convergence(stft: Stft, projected: Array, reference: Array) -> Array:
-    """|| |P(S_hat)| - |S| ||_F / || |S| ||_F per example [batch], on linear magnitudes.
-
-    The log-mel term weighs every band alike, so a decoder can meet it on average while its loud
-    partials stay several dB under the reference (the posterior-mean pull of the consistency term
-    shrinks what it cannot place in phase). This ratio is dominated by the loudest bins and is
-    zero only when they have the reference's level: it holds the decoder to the input's loudness.
-    """
-    est, ref = magnitude(stft, projected), magnitude(stft, reference)
-    num = jnp.sqrt(jnp.sum(jnp.square(est - ref), axis=(1, 2)))
-    return num / (jnp.sqrt(jnp.sum(jnp.square(ref), axis=(1, 2))) + 1e-6)

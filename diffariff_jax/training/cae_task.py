@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from diffariff_jax.audio.mel_loss import log_mel_l1_projected, mel_filterbank, project, spectral_convergence
+from diffariff_jax.audio.mel_loss import log_mel_l1, mel_filterbank
 from diffariff_jax.autoencoder import cae_parts
 from diffariff_jax.models.cae import CAE, analytic_flops
 
@@ -62,16 +62,9 @@ class CAETask:
         student, target, sigma_hi, sigma_lo = self.consistency.student_and_target(f, spec, key, step, total)
         loss, metrics = self.consistency.loss_terms(student, target, sigma_hi, sigma_lo, step, total)
         if self.mel_filterbank is not None:
-            projected = project(self.stft, student)
-            mel = jnp.mean(log_mel_l1_projected(self.stft, projected, spec, self.mel_filterbank,
-                                                float(self.recon.range_db)))
+            mel = jnp.mean(log_mel_l1(self.stft, student, spec, self.mel_filterbank, float(self.recon.range_db)))
             loss = loss + float(self.recon.mel_weight) * mel
             metrics["mel_l1"] = mel
-            sc_weight = float(self.recon.get("sc_weight", 0.0))
-            if sc_weight > 0:
-                sc = jnp.mean(spectral_convergence(self.stft, projected, spec))
-                loss = loss + sc_weight * sc
-                metrics["spectral_convergence"] = sc
         metrics["latent_std"] = jnp.std(raw) / float(self.config.inference.latent_scale)
         return loss, metrics
 

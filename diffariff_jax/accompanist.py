@@ -139,22 +139,20 @@ class Accompanist:
                        settings: SamplerSettings = SamplerSettings()) -> np.ndarray:
         """b stems in one compiled sampler call, then one CAE decode.
 
-        context: [b, samples] mono float32 at acc.sample_rate, or None (then num_frames is needed);
+        context: [b, samples] mono float32 at acc.sample_rate and at training loudness (eval's examples are
+        normalised with their target as training was; user audio goes through `generate`, which levels it),
+        or None (then num_frames is needed);
         clap: [b, clap_dim] or None; batch_size: b when neither is given (unconditional), default 1.
-        Returns [b, samples] float32 (samples = num_frames * 4096 without context), at the level the LDM
-        gives the stem beside the context (the context is brought to training loudness and back:
-        long_form.training_gain).
+        Returns [b, samples] float32 (samples = num_frames * 4096 without context).
         """
         sampler_cfg = settings.sampler_config(self.config.sampler)
         k_sample, k_decode = jax.random.split(jax.random.PRNGKey(int(seed)))
         context_latents, samples = None, None
-        gain = long_form.training_gain(self, None)
         if context is not None:
             context = check_waveform(np.asarray(context, np.float32), "context")
             samples = context.shape[1]
             num_frames = self.frames_for(samples)
-            gain = long_form.training_gain(self, context)  # [b, 1]: the context at training loudness
-            context_latents = self.cae.encode(context * gain)
+            context_latents = self.cae.encode(context)
         elif num_frames is None or int(num_frames) < 1:
             raise ValueError(f"generate_batch without a context needs num_frames >= 1, got {num_frames}")
         num_frames = int(num_frames)
@@ -162,7 +160,7 @@ class Accompanist:
         latents = samplers.sample(self.denoiser, self.params, k_sample, num_frames=num_frames,
                                   sampler_cfg=sampler_cfg, batch_size=batch, context=context_latents,
                                   clap=None if clap is None else np.asarray(clap, np.float32))
-        return np.clip(self.cae.decode(np.asarray(latents), k_decode, num_samples=samples) / gain, -1.0, 1.0)
+        return self.cae.decode(np.asarray(latents), k_decode, num_samples=samples)
 
     def generate(self, context: Audio | None = None, *, text: str | None = None, audio_prompt: Audio | None = None,
                  prompt_mix: float | None = None, seconds: float | None = None, num_samples: int = 1,

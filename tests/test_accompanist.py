@@ -161,28 +161,31 @@ def encoded_levels(acc, monkeypatch):
 
 
 def test_context_reaches_the_cae_at_training_loudness_and_the_stem_returns_at_the_users(acc, encoded_levels):
-    """Training normalised contexts to data.loudness_db (-20 dB): a -30 dB and a -20 dB copy of one context
-    are encoded alike, so the stems are the same up to the 10 dB gain that is undone on the way out."""
-    shape = np.random.default_rng(2).standard_normal((1, 5 * HOP)).astype(np.float32)
+    """Training contexts sat at about -22 dB (sampler.context_loudness_db): a -30 dB and a -20 dB copy of one
+    context are encoded alike, so the stems are the same up to the 10 dB gain undone on the way out; the
+    inpaint stem gets the context's gain."""
+    shape = np.random.default_rng(2).standard_normal(5 * HOP).astype(np.float32)
     quiet, loud = (shape * 10 ** (db / 20) / np.sqrt(np.mean(shape**2)) for db in (-30.0, -20.0))
-    clap = acc.embed_text(["cello"])
-    stem_quiet = acc.generate_batch(quiet, clap, seed=5, settings=FAST)
-    stem_loud = acc.generate_batch(loud, clap, seed=5, settings=FAST)
-    np.testing.assert_allclose(encoded_levels, [-20.0, -20.0], atol=0.01)
-    assert np.max(np.abs(stem_loud)) < 1.0  # no clipping, so the ratio is exact
-    np.testing.assert_allclose(stem_loud, stem_quiet * 10 ** 0.5, rtol=1e-4, atol=1e-7)
-    # the long-form path (generate / arrange / the CLI) does the same, the inpaint stem at the context's gain
-    out_quiet = acc.generate(context=(quiet[0], SR), text="cello", seed=5, settings=FAST,
-                             mode=long_form.Modes(stereo_width=0.0, inpaint=(quiet[0], SR), regions=[(0.1, 0.2)]))
-    np.testing.assert_allclose(encoded_levels[2:], [-20.0, -20.0], atol=0.01)
-    out_loud = acc.generate(context=(loud[0], SR), text="cello", seed=5, settings=FAST,
-                            mode=long_form.Modes(stereo_width=0.0, inpaint=(loud[0], SR), regions=[(0.1, 0.2)]))
-    np.testing.assert_allclose(out_loud, out_quiet * 10 ** 0.5, rtol=1e-4, atol=1e-7)
+    assert acc.config.sampler.context_loudness_db == -22.0
+    runs = []
+    for wav in (quiet, loud):
+        runs.append(acc.generate(context=(wav, SR), text="cello", seed=5, settings=FAST,
+                                 mode=long_form.Modes(stereo_width=0.0, inpaint=(wav, SR), regions=[(0.1, 0.2)])))
+    np.testing.assert_allclose(encoded_levels, [-22.0] * 4, atol=0.01)
+    assert np.max(np.abs(runs[1])) < 1.0  # no clipping, so the ratio is exact
+    np.testing.assert_allclose(runs[1], runs[0] * 10 ** 0.5, rtol=1e-4, atol=1e-7)
+
+
+def test_generate_batch_takes_contexts_at_training_level_as_they_are(acc, encoded_levels):
+    """eval's examples are already normalised with their targets, as training's were: no second gain."""
+    context = (0.05 * np.random.default_rng(3).standard_normal((1, 5 * HOP))).astype(np.float32)
+    acc.generate_batch(context, acc.embed_text(["cello"]), seed=0, settings=FAST)
+    np.testing.assert_allclose(encoded_levels, [_level_db(context)], atol=1e-4)
 
 
 def test_training_gain_caps_the_boost_like_training(acc):
-    """A -60 dB reference gets the pipeline's max_gain_db (20 dB), not 40; no reference, no gain."""
-    quiet = np.full((2, 1000), 10 ** (-60 / 20), np.float32)
-    quiet[1] *= 10  # -40 dB: exactly the cap
-    np.testing.assert_allclose(20 * np.log10(long_form.training_gain(acc, quiet)[:, 0]), [20.0, 20.0], atol=1e-4)
+    """A -60 dB reference gets max_context_gain_db (20 dB), not 38; -30 dB gets 8; no reference, no gain."""
+    ref = np.ones((3, 1000), np.float32) * np.array([[10 ** (-60 / 20)], [10 ** (-42 / 20)], [10 ** (-30 / 20)]],
+                                                    np.float32)
+    np.testing.assert_allclose(20 * np.log10(long_form.training_gain(acc, ref)[:, 0]), [20.0, 20.0, 8.0], atol=1e-4)
     np.testing.assert_array_equal(long_form.training_gain(acc, None), [[1.0]])

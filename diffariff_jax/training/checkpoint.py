@@ -8,6 +8,7 @@ one goes through `paths.resolve`, so a relative workdir works (orbax itself refu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,26 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 PARAMS_DIR = "params"
 ITEMS = ("state", "config", "data")
+
+
+class _StepMetadataNotice(logging.Filter):
+    """Drops orbax's "Metadata file does not exist" warning for one item of a step read on its own: the
+    `_CHECKPOINT_METADATA` it looks for belongs to the step folder above, so every inference load (generate,
+    eval, precompute) printed it for a checkpoint that is fine."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Metadata file does not exist")
+
+
+@contextlib.contextmanager
+def _quiet_step_metadata():
+    absl_logger = logging.getLogger("absl")
+    notice = _StepMetadataNotice()
+    absl_logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(notice)
 
 
 class CheckpointError(ValueError):
@@ -286,7 +307,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any, *, attem
 
 def _restore_params(directory: epath.Path, subtree: str | None) -> Any:
     """Restores a params tree (or one top-level `subtree` of a saved tree) as single-device jax arrays."""
-    with ocp.PyTreeCheckpointer() as checkpointer:
+    with ocp.PyTreeCheckpointer() as checkpointer, _quiet_step_metadata():
         metadata = checkpointer.metadata(directory).item_metadata.tree
         if subtree is not None:
             metadata = {subtree: metadata[subtree]}

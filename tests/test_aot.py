@@ -61,6 +61,31 @@ def test_fit_verdicts():
     assert _report(8.0, 16.0).fit(0.1) == "fits (50% free)" and _report(8.0, 16.0).fits(0.1)
 
 
+def test_a_negative_cost_model_estimate_is_reported_as_none():
+    """libtpu's v6e cost model gave optimal_seconds = -118 s for the paper LDM: no step time, no MFU."""
+
+    class Compiled:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def memory_analysis(self):
+            return type("Memory", (), dict(argument_size_in_bytes=1, output_size_in_bytes=1, alias_size_in_bytes=0,
+                                           temp_size_in_bytes=1, generated_code_size_in_bytes=1))()
+
+        def cost_analysis(self):
+            return {"flops": 2e12, "bytes accessed": 1e9, "optimal_seconds": self.seconds}
+
+        def as_text(self):
+            return ""
+
+    args = dict(name="train", compile_s=1.0, device=None, num_chips=4, analytic_total_flops=8e12, hbm=2**34,
+                peak_flops=1e15)
+    bad = aot_report.report(compiled=Compiled(-117.98), **args)
+    assert bad.estimated_s is None and bad.estimated_mfu is None
+    good = aot_report.report(compiled=Compiled(0.004), **args)
+    assert good.estimated_s == 0.004 and good.estimated_mfu == pytest.approx(2e12 / (0.004 * 1e15))
+
+
 @pytest.fixture(scope="module")
 def wide_train():
     """The tiny UNet's two scales made wide and long, without attention, 8 examples per chip (convolutions

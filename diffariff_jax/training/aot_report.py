@@ -269,7 +269,9 @@ def report(name: str, compiled: Any, compile_s: float, device: jax.Device, num_c
     cost = cost[0] if isinstance(cost, Sequence) and not isinstance(cost, dict) else (cost or {})
     text = compiled.as_text()
     analytic = analytic_total_flops / num_chips if analytic_total_flops else None
-    estimated = float(cost["optimal_seconds"]) if cost.get("optimal_seconds") else None
+    # libtpu 0.0.42's cost model returns a negative optimal_seconds for v6e programs: no estimate, not a number
+    estimated = float(cost.get("optimal_seconds") or 0.0)
+    estimated = estimated if estimated > 0 else None
     mfu = analytic / (estimated * peak_flops) if analytic and estimated and peak_flops else None
     return ProgramReport(
         name=name, compile_s=compile_s, argument_bytes=int(memory.argument_size_in_bytes),

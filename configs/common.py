@@ -20,8 +20,10 @@ def mesh_config(data: int = -1, fsdp: int = 1) -> ml_collections.ConfigDict:
     """Device mesh sizes; -1 means 'all remaining devices'. fsdp=1 is plain data parallelism.
 
     min_fsdp_size: arrays with fewer values than this stay replicated (sharding them costs more than it saves).
+    gather_params: all-gather the fsdp-sharded params once per train step before the forward pass
+    (training/state.py `_fsdp_gather`), instead of letting the partitioner split convolutions over them.
     """
-    return ml_collections.ConfigDict({"data": data, "fsdp": fsdp, "min_fsdp_size": 2**14})
+    return ml_collections.ConfigDict({"data": data, "fsdp": fsdp, "min_fsdp_size": 2**14, "gather_params": False})
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:

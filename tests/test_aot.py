@@ -17,6 +17,7 @@ os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 from configs import ldm  # noqa: E402
 from diffariff_jax.models.unet1d_cost import unet1d_cost  # noqa: E402
 from diffariff_jax.training import aot_compile, aot_report, tasks  # noqa: E402
+from diffariff_jax.training import mesh as mesh_lib  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = "v5p:2x2x1"  # 4 chips, one host
@@ -172,5 +173,9 @@ def test_accelerator_types_name_their_chip_grid(name, topology):
 
 def test_an_accelerator_type_gives_its_chips_and_a_wrong_size_is_one_line():
     assert len(aot_report.topology_devices("v5p-16")) == 8 and len(aot_report.topology_devices("v5litepod-8")) == 8
+    # v4 as it runs (one megacore device per chip), so the trainer's mesh builds on it
+    v4 = aot_report.topology_devices("v4-16")
+    assert len(v4) == 8
+    assert mesh_lib.make_mesh(ldm.get_config("tiny").mesh, v4).shape == {"data": 8, "fsdp": 1}
     with pytest.raises(aot_report.AotError, match=r"--topology 'v4-12': no v4 slice has 12 TensorCores; sizes are v4-8"):
         aot_report.topology_name("v4-12")

@@ -80,13 +80,17 @@ def topology_name(name: str) -> str:
 
 def topology_devices(name: str) -> list[jax.Device]:
     """Abstract devices of TPU topology `name` ("v5p:2x2x2", "v4:2x2x4", "v5e:8x8", "v6e:4x4", or an
-    accelerator type such as "v4-32": see topology_name), no TPU needed."""
+    accelerator type such as "v4-32": see topology_name), one per chip, no TPU needed."""
     from jax.experimental import topologies
 
     find_libtpu()
     name = topology_name(name)
+    # v4 and v5p run their two TensorCores per chip as one megacore device, and jax.make_mesh refuses
+    # anything else on them; libtpu's default description of v4 has a device per TensorCore.
+    megacore = _CORES_PER_CHIP.get(name.split(":")[0]) == 2
     try:
-        return list(topologies.get_topology_desc(platform="tpu", topology_name=name).devices)
+        return list(topologies.get_topology_desc(platform="tpu", topology_name=name,
+                                                 **({"chip_config_name": "megacore"} if megacore else {})).devices)
     except Exception as err:  # libtpu raises plain RuntimeErrors / XlaRuntimeErrors with long texts
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AotError(f"--topology {name!r}: libtpu cannot describe it ({first}); write e.g. v5p:2x2x2, "

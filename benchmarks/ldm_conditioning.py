@@ -4,9 +4,9 @@
         [--examples 32] [--sigmas 0.1,0.5,1,3,10]
 
 For each sigma: the mean squared error of D(target + sigma n; sigma | ...) to the target latents, with the
-context and CLAP, without the context (zeros), without CLAP (the learned null) and without either, on the
-same noise. Where the context or CLAP matter the first column is the lowest; at small sigma the noisy
-input alone pins the answer and all four agree. Prints a table and writes
+context and CLAP, without CLAP (the learned null), without the context (zeros) and without either
+(edm.CONDITIONING_PATTERNS), on the same noise. Where the context or CLAP matter the first column is the
+lowest; at small sigma the noisy input alone pins the answer and all four agree. Prints a table and writes
 benchmarks/results/ldm_conditioning.json.
 """
 from __future__ import annotations
@@ -20,8 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ldm_conditioning.json"
-PATTERNS = {"context_clap": (True, True), "no_context": (False, True), "no_clap": (True, False),
-            "neither": (False, False)}
 
 
 def main() -> None:
@@ -32,12 +30,11 @@ def main() -> None:
     ap.add_argument("--sigmas", default="0.1,0.5,1,3,10")
     args = ap.parse_args()
     from diffariff_jax.data import latents
-    from diffariff_jax.diffusion.edm import Denoiser
-    from diffariff_jax.training.checkpoint import CHECKPOINT_DIR, load_ema_params, read_config
+    from diffariff_jax.diffusion.edm import CONDITIONING_PATTERNS, Denoiser
+    from diffariff_jax.training.checkpoint import load_for_inference, newest_step
 
-    config = read_config(args.checkpoint)
-    step = max(int(p.name) for p in (Path(args.checkpoint) / CHECKPOINT_DIR).iterdir() if p.name.isdigit())
-    params = load_ema_params(args.checkpoint, step)
+    config, params = load_for_inference(args.checkpoint, kind="ldm")
+    step = newest_step(args.checkpoint)
     denoiser = Denoiser.from_config(config)
     frames = int(config.data.crop_frames)
     reader = latents.LatentReader(args.records, 1, frames)
@@ -50,14 +47,14 @@ def main() -> None:
     for sigma in (float(s) for s in args.sigmas.split(",")):
         x = target + sigma * jax.random.normal(jax.random.key(0), target.shape)
         row = {"sigma": sigma}
-        for name, (keep_context, keep_clap) in PATTERNS.items():
+        for name, (keep_context, keep_clap) in CONDITIONING_PATTERNS.items():
             d = denoiser(params, x, jnp.full((n,), sigma), context=context if keep_context else jnp.zeros_like(context),
                          clap=clap, clap_dropped=jnp.full((n,), not keep_clap))
             row[name] = round(float(jnp.mean((d - target) ** 2)), 5)
         rows.append(row)
-    print(f"{'sigma':>6} " + " ".join(f"{k:>13}" for k in PATTERNS))
+    print(f"{'sigma':>6} " + " ".join(f"{k:>13}" for k in CONDITIONING_PATTERNS))
     for r in rows:
-        print(f"{r['sigma']:>6g} " + " ".join(f"{r[k]:>13.4f}" for k in PATTERNS))
+        print(f"{r['sigma']:>6g} " + " ".join(f"{r[k]:>13.4f}" for k in CONDITIONING_PATTERNS))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"checkpoint": args.checkpoint, "step": step, "records": args.records,
                                    "examples": n, "target_std": float(jnp.std(target)), "rows": rows}, indent=1))

@@ -88,12 +88,12 @@ class Accompanist:
         Raises CheckpointError (missing, empty, a CAE checkpoint) or CompanionError (CAE / CLAP), one line.
         """
         from diffariff_jax.paths import resolve
-        from diffariff_jax.training.checkpoint import load_for_inference
+        from diffariff_jax.training.checkpoint import load_for_inference, newest_step
 
         root = resolve(path, "--checkpoint")
         config, params = load_for_inference(root, kind="ldm")
         bundle = release_bundle.read_bundle(root) or {}
-        step = bundle.get("step", _newest_step(root))
+        step = bundle.get("step", newest_step(root))
         return cls(config, params, release_bundle.find_cae(root, config, cae),
                    release_bundle.find_clap(root, config, clap), step=step, source=str(root))
 
@@ -224,11 +224,3 @@ class Accompanist:
         release_bundle.write_release(resolve(out, "--out"), self.config, self.params, cae=self.cae,
                                      clap=self.clap, step=self.step, ldm_fingerprint=self.fingerprint)
 
-
-def _newest_step(root: Any) -> int:
-    """The newest checkpoint step of a workdir (0 for a plain release dir, which records no step)."""
-    from diffariff_jax.training.checkpoint import CHECKPOINT_DIR
-
-    ckpts = root / CHECKPOINT_DIR
-    steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.exists() else []
-    return max(steps, default=0)

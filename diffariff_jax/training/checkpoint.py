@@ -360,6 +360,13 @@ def load_for_inference(path: str | epath.Path, kind: str | None = None) -> tuple
     raise CheckpointError(f"workdir {path}: no readable checkpoint among steps {steps}")
 
 
+def newest_step(path: str | epath.Path) -> int:
+    """The newest checkpoint step of a workdir (0 for a plain release dir, which records no step)."""
+    ckpts = _path(path, "checkpoint") / CHECKPOINT_DIR
+    steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.exists() else []
+    return max(steps, default=0)
+
+
 def load_ema_params(path: str | epath.Path, step: int) -> Any:
     """The EMA params of one kept step of a training workdir (eval --all-checkpoints scores every step)."""
     state = _path(path, "checkpoint") / CHECKPOINT_DIR / str(int(step)) / "state"

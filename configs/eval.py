@@ -22,7 +22,7 @@ from diffariff_jax.metrics.report import metrics_config
 VARIANTS = ("tiny", "paper")
 # The rows of the paper's table and the baselines beside them (diffariff_jax/evaluation/{conditions,baselines}.py).
 CONDITIONS = ("context_audio", "context_text", "context_only", "audio_only", "unconditional")
-BASELINES = ("real_other_spans", "random_stem", "cae_roundtrip", "silence")
+BASELINES = ("real_other_spans", "random_stem", "cae_roundtrip", "mel_codec", "silence")
 
 
 def _sampler(steps: int) -> ml_collections.ConfigDict:

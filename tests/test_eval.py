@@ -16,7 +16,7 @@ from eval_fixtures import make_split_tree, tiny_eval_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONS = ("context_audio", "context_text", "context_only", "audio_only", "unconditional")
-BASELINES = ("real_other_spans", "random_stem", "cae_roundtrip", "silence")
+BASELINES = ("real_other_spans", "random_stem", "cae_roundtrip", "mel_codec", "silence")
 
 
 @pytest.fixture(scope="module")

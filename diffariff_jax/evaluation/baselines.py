@@ -4,6 +4,9 @@
                       metric can reach with real music (FAD and MMD^2 near their noise floor, APA near 1)
     random_stem       each example's context with the real target of another song: APA's floor (about 0)
     cae_roundtrip     the real target encoded and decoded by the CAE: the ceiling the codec allows
+    mel_codec         the real target through the equal-rate DSP codec (64 mel bands per 4096 samples,
+                      32 Griffin-Lim iterations; metrics/logmel.py): the ceiling the latent *rate* allows,
+                      so the gap to cae_roundtrip is what the learned codec loses beyond it
     silence           an all-zero stem: what "nothing" scores (its mixes are the context alone)
 A System is anything scored: the stems, the contexts they are mixed with for APA, the instruments its
 text-CLAP score and instrument accuracy are measured against, and whether stem i belongs to example i.
@@ -18,9 +21,11 @@ import numpy as np
 from diffariff_jax.evaluation.codec import roundtrip
 from diffariff_jax.evaluation.examples import Examples
 from diffariff_jax.metrics.apa import mismatch_permutation
+from diffariff_jax.metrics.logmel import mel_codec_baseline
 
 LABELS = {"real_other_spans": "real, other spans", "random_stem": "random stem (other song)",
-          "cae_roundtrip": "CAE round trip", "silence": "silence"}
+          "cae_roundtrip": "CAE round trip", "mel_codec": "mel + Griffin-Lim codec (equal rate)",
+          "silence": "silence"}
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,15 @@ def random_stem_permutation(examples: Examples, seed: int) -> np.ndarray:
     return mismatch_permutation(examples.song_ids, seed + 1)
 
 
-def baseline(name: str, examples: Examples, reference: Examples, cae: Any, seed: int) -> System:
-    """The System of baseline `name` on `examples` (`reference`: the other-spans set; cae: Autoencoder)."""
+def mel_codec_stems(targets: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
+    """targets [n, samples] -> their equal-rate mel + Griffin-Lim reconstructions [n, samples] (silent kept)."""
+    return np.stack([mel_codec_baseline(t, sample_rate, seed=seed) if np.any(t) else t for t in targets])
+
+
+def baseline(name: str, examples: Examples, reference: Examples, cae: Any, seed: int,
+             sample_rate: int) -> System:
+    """The System of baseline `name` on `examples` at sample_rate (`reference`: the other-spans set; cae:
+    the Autoencoder)."""
     check_names([name])
     if name == "real_other_spans":
         return System(name, LABELS[name], "baseline", reference.target, reference.context, reference.instruments,
@@ -61,6 +73,9 @@ def baseline(name: str, examples: Examples, reference: Examples, cae: Any, seed:
                       True)
     if name == "cae_roundtrip":
         stems = roundtrip(cae, examples.target, seed)
+        return System(name, LABELS[name], "baseline", stems, examples.context, examples.instruments, True)
+    if name == "mel_codec":
+        stems = mel_codec_stems(examples.target, sample_rate, seed)
         return System(name, LABELS[name], "baseline", stems, examples.context, examples.instruments, True)
     return System(name, LABELS[name], "baseline", np.zeros_like(examples.target), examples.context,
                   examples.instruments, True)

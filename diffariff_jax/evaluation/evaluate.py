@@ -29,7 +29,7 @@ from diffariff_jax.evaluation import scoring
 from diffariff_jax.evaluation.cache import EmbeddingCache
 from diffariff_jax.release_bundle import cae_fingerprint, clap_fingerprint
 
-CACHE_VERSION = 2  # bump when what an entry holds changes
+CACHE_VERSION = 3  # bump when what an entry holds changes
 
 
 class Timer:
@@ -107,7 +107,7 @@ def prepare(acc: Any, cfg: ml_collections.ConfigDict, *, data_root: str, layout:
     description = {"version": CACHE_VERSION, "data": info, "examples": ex.to_dict(), "seed": int(cfg.seed),
                    "clap_seconds": clap_seconds, "sample_rate": acc.sample_rate, "length": length,
                    "embed": {k: v for k, v in cfg.metrics.items() if k.startswith("embed_")},
-                   "template": cfg.text_template, "clap": acc.clap.name, "clap_weights": clap_fingerprint(acc.clap)}
+                   "template": cfg.text_template, "baselines": sorted(cfg.baselines), "clap": acc.clap.name, "clap_weights": clap_fingerprint(acc.clap)}
     prep = Prepared(acc.sample_rate, examples, reference, info, vocab, {}, prompts, apa_skipped)
     with timer.stage("real_embeddings"):
         prep.emb, key = cache.get_or_compute(description, lambda: _real_embeddings(acc, prep, cfg))
@@ -142,6 +142,11 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
         perm = baselines_lib.random_stem_permutation(e, int(cfg.seed))
         out["random_stem/stems"] = out["real"][perm]
         out["random_stem/mixes"] = embed(acc, e.context + e.target[perm], cfg, "real", counts)
+    if "mel_codec" in names:  # depends on the data only: the DSP codec has no weights
+        system = baselines_lib.baseline("mel_codec", e, r, acc.cae, int(cfg.seed), acc.sample_rate)
+        out["mel_codec/stems"] = embed(acc, system.stems, cfg, "mel_codec", counts)
+        out["mel_codec/mixes"] = embed(acc, system.contexts + system.stems, cfg, "mel_codec", counts)
+        out["mel_codec/audio"] = system.stems[: int(cfg.num_audio_examples)]
     if "silence" in names:
         one = embed(acc, np.zeros_like(e.target[:1]), cfg, "real", counts)  # CLAP is deterministic: one suffices
         out["silence/stems"] = np.repeat(one, len(e), axis=0)
@@ -152,7 +157,7 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
 def _codec_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """The CAE round trip's embeddings and audio, and every codec.distances entry (as "codec/...")."""
     seed = int(cfg.seed)
-    system = baselines_lib.baseline("cae_roundtrip", prep.examples, prep.reference, acc.cae, seed)
+    system = baselines_lib.baseline("cae_roundtrip", prep.examples, prep.reference, acc.cae, seed, acc.sample_rate)
     counts = prep.clips_embedded
     refs = codec_lib.references(prep.examples)
     decoded = {"stems": system.stems, "mixes": codec_lib.roundtrip(acc.cae, refs["mixes"], seed)}
@@ -168,10 +173,11 @@ def _score_baseline(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict, na
     if f"{name}/stems" not in prep.emb:
         prep.rows[name] = {"label": label, "kind": "baseline", "metrics": None, "skipped": prep.apa_skipped}
         return
-    if name == "cae_roundtrip":
+    if f"{name}/audio" in prep.emb:  # the codecs' reconstructions are kept with their embeddings
         stems_audio = prep.emb[f"{name}/audio"]
     else:
-        stems_audio = baselines_lib.baseline(name, prep.examples, prep.reference, acc.cae, int(cfg.seed)).stems
+        stems_audio = baselines_lib.baseline(name, prep.examples, prep.reference, acc.cae, int(cfg.seed),
+                                             acc.sample_rate).stems
     instruments = prep.reference.instruments if name == "real_other_spans" else prep.examples.instruments
     _score_system(prep, cfg, name, label, "baseline", prep.emb[f"{name}/stems"], prep.emb[f"{name}/mixes"],
                   instruments, aligned=name != "real_other_spans", audio=stems_audio)

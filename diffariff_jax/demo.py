@@ -30,6 +30,7 @@ from diffariff_jax.demo_page import write_examples_page
 from diffariff_jax.demo_plan import REPO, SIZES, Stage, plan
 
 MARKERS = ".stages"
+XLA_CACHE = ".xla_cache"  # JAX_COMPILATION_CACHE_DIR of the stages' commands
 
 
 class DemoError(RuntimeError):
@@ -62,7 +63,10 @@ def run_stage(out: Path, stage: Stage, index: int, total: int) -> dict:
     """Runs the stage's commands in the repository root; writes its marker only when all succeed."""
     print(f"\n=== [{index}/{total}] {stage.name}: {stage.summary}", flush=True)
     wall0, cpu0 = time.time(), _children_cpu()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    # One persistent XLA cache for every command (unless the user set one): eval and the five generate
+    # commands compile the same CAE and sampler programs, and a rerun with --redo compiles nothing twice.
+    env = {"JAX_COMPILATION_CACHE_DIR": str(out / XLA_CACHE), **os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONUNBUFFERED": "1"}
     for cmd in stage.commands:
         print("$ " + shlex.join(cmd), flush=True)
         code = subprocess.run(cmd, cwd=REPO, env=env).returncode

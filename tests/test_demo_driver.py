@@ -108,3 +108,15 @@ def test_the_plan_runs_the_real_clis_on_absolute_paths(tmp_path):
             for arg in cmd:
                 if str(tmp_path) in arg:
                     assert arg.split("=")[-1].startswith("/")
+
+
+def test_stages_share_one_compilation_cache_in_the_output_folder_unless_the_user_set_one(tmp_path, monkeypatch):
+    show = "import os, sys; open(sys.argv[1], 'a').write(os.environ['JAX_COMPILATION_CACHE_DIR'] + '\\n')"
+    stages = [Stage(n, "prints the cache", ((sys.executable, "-c", show, str(tmp_path / "log.txt")),)) for n in "ab"]
+    _use(monkeypatch, stages)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    demo.run_demo(tmp_path, "quick")
+    assert _log(tmp_path) == [str(tmp_path / ".xla_cache")] * 2
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    demo.run_demo(tmp_path, "quick", redo="a")
+    assert _log(tmp_path)[2:] == [str(tmp_path / "mine")] * 2

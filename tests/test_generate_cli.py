@@ -5,20 +5,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from compile_cache import use_compile_cache
 from diffariff_jax.generate import main
 from diffariff_jax.testing.tiny_ldm import STEP, build_tiny_ldm
 
 SR = 48000
 FAST = ["--steps", "2"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _compile_once(tmp_path_factory):
-    # Every CLI call loads a new Denoiser (an identity-hashed static jit argument): the persistent cache
-    # turns its recompilations of identical programs into cache hits.
-    with use_compile_cache(tmp_path_factory):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from compile_cache import cache_env
 from scenario_tasks import write_tiny_latents
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,11 +49,10 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def test_two_processes_train_together_and_agree(tmp_path, tmp_path_factory):
+def test_two_processes_train_together_and_agree(tmp_path):
     records = write_tiny_latents(tmp_path / "latents")
     coordinator = f"127.0.0.1:{_free_port()}"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-               **cache_env(str(tmp_path_factory.getbasetemp() / "xla_cache_multihost")))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, coordinator, str(i), str(tmp_path / "run"), str(records)],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]

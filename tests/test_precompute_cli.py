@@ -168,7 +168,7 @@ def test_data_whose_every_song_is_skipped_fails(micro_cae, tmp_path, caplog):
 
 def test_out_on_a_bucket_fails_in_one_line_and_relative_paths_work(micro_cae, data, tmp_path, caplog, monkeypatch):
     cae, _ = micro_cae
-    clap = build_tiny_clap(tmp_path / "clap")
+    build_tiny_clap(tmp_path / "clap")  # found below as "clap" and "./clap", relative to the cwd
     common = ["--segment-frames", str(FRAMES), "--clap-seconds", "0.25", "--mixes-per-song", "1",
               "--songs-per-shard", "8", "--clap-segments", "1"]
     monkeypatch.chdir(tmp_path)

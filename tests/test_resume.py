@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from compile_cache import cache_env
 from diffariff_jax.training.logging import read_metrics
 from scenario_tasks import CLI_OVERRIDES, write_tiny_latents
 
@@ -30,10 +29,9 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in read_metrics(str(workdir), "train")}  # a re-run step: the last wins
 
 
-def test_sigterm_restart_and_corrupt_newest_checkpoint_reproduce_losses(tmp_path, tmp_path_factory):
+def test_sigterm_restart_and_corrupt_newest_checkpoint_reproduce_losses(tmp_path):
     records = write_tiny_latents(tmp_path / "latents")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-               **cache_env(str(tmp_path_factory.getbasetemp() / "xla_cache_resume")))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
     full = subprocess.run(_command(tmp_path / "full", records, STEPS), cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -68,12 +66,11 @@ def test_sigterm_restart_and_corrupt_newest_checkpoint_reproduce_losses(tmp_path
                                [reference[s] for s in range(1, STEPS + 1)], rtol=1e-5)
 
 
-def test_sigterm_after_the_log_reader_died_still_saves_and_exits_75(tmp_path, tmp_path_factory):
+def test_sigterm_after_the_log_reader_died_still_saves_and_exits_75(tmp_path):
     """`train ... 2>&1 | tee log` over ssh: a preemption or a dropped session kills `tee` first. The run must
     then still save on SIGTERM and exit 75, not die of BrokenPipeError with no checkpoint written."""
     records = write_tiny_latents(tmp_path / "latents")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-               **cache_env(str(tmp_path_factory.getbasetemp() / "xla_cache_resume")))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
     cut = tmp_path / "cut"
     proc = subprocess.Popen(_command(cut, records, 10_000), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -9,17 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from compile_cache import use_compile_cache
 from configs.common import mesh_config, train_config
 from diffariff_jax.training import checkpoint as ckpt
 from diffariff_jax.training import loop
 from diffariff_jax.training.logging import format_line, read_metrics
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _compile_once(tmp_path_factory):
-    with use_compile_cache(tmp_path_factory):
-        yield
 
 
 class ToyTask:

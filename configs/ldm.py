@@ -19,6 +19,7 @@ estimates, not runs; docs/training.md has the table and its caveats):
   the same with data=8 fsdp=1 (the default mesh): 9.98 GiB, estimated 27.2 ms/step, 20.4 % MFU.
   batch 256 on the common slices (train step; docs/training.md has every mesh tried):
     v5p-64  --config.mesh.data=4 --config.mesh.fsdp=8: 1.92 GiB of 95, estimated 12.1 ms/step, 11.5 % MFU
+            (+ --config.mesh.gather_params=True: 2.56 GiB, estimated 11.6 ms, 11.9 %: unmeasured on a slice)
     v4-32   --config.mesh.data=2 --config.mesh.fsdp=8: 2.00 GiB of 32 (no cost-model estimate on v4)
     v5e-64  --config.mesh.data=8 --config.mesh.fsdp=8: 2.30 GiB of 16 (libtpu's estimate is negative there)
     v6e-64  --config.mesh.data=8 --config.mesh.fsdp=8: 2.07 GiB of 32 (likewise)

@@ -133,10 +133,12 @@ def collectives(hlo_text: str) -> dict[str, dict[str, float]]:
     """{collective: {"count", "bytes"}}: static count in the compiled HLO and bytes of its results per chip.
 
     Async pairs count once, at their -start; an all-gather-start's result tuple also holds its operand, so
-    only its largest array counts there.
+    only its largest array counts there. The TPU compiler writes a reduce-scatter as an all-reduce whose
+    result is sliced to this chip's shard inside an `all-reduce-scatter` fusion (run as one reduce-scatter):
+    it counts as a reduce-scatter, with its shard's bytes (the all-reduce's over the replica group's size).
     """
     out = {name: {"count": 0, "bytes": 0.0} for name in COLLECTIVES}
-    for _, op, shape, rest in _instructions(hlo_text):
+    for computation, op, shape, rest in _instructions(hlo_text):
         base = op[:-len("-start")] if op.endswith("-start") else op
         if op == "async-start":
             called = re.search(r"calls=%([a-z-]+)", rest)
@@ -145,9 +147,20 @@ def collectives(hlo_text: str) -> dict[str, dict[str, float]]:
             continue
         sizes = _array_bytes(shape)
         moved = sum(sizes) if base == "all-reduce" or op == base else max(sizes, default=0)
+        if base == "all-reduce" and computation.startswith("all-reduce-scatter"):
+            base, moved = "reduce-scatter", moved / _replica_group_size(rest)
         out[base]["count"] += 1
         out[base]["bytes"] += moved
     return out
+
+
+def _replica_group_size(rest: str) -> int:
+    """Devices per replica group of a collective: replica_groups={{0,1,2,3},...} or the iota form [G,S]<=[N]."""
+    listed = re.search(r"replica_groups=\{\{([0-9,]*)\}", rest)
+    if listed:
+        return len(listed.group(1).split(","))
+    iota = re.search(r"replica_groups=\[(\d+),(\d+)\]", rest)
+    return int(iota.group(2)) if iota else 1
 
 
 def _kind_of_work(op: str, rest: str, matmul_computations: set[str]) -> str:

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from diffariff_jax.training import mesh as mesh_lib
+
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -114,24 +116,41 @@ def create_train_state(task: Task, key: jax.Array) -> TrainState:
                       opt_state=optimizer.init(params), ema_params=ema_params, rng=rng)
 
 
-def _fsdp_gather(config) -> Callable[[Any], Any]:
-    """params -> params replicated over the mesh's `fsdp` axis, when it has one and mesh.gather_params is on.
+def _identity(tree: Any) -> Any:
+    return tree
 
-    The fsdp-sharded parameters are all-gathered once at the start of the forward pass and the gradients
-    return to the parameters' shards, so every convolution runs on whole weights and batch-split
-    activations. Left to itself, the SPMD partitioner splits some convolutions over the sharded weight
-    dimension instead, exchanging activations (all-to-all, collective-permute) and repeating work: for the
-    paper LDM on v5p-64 (data=4, fsdp=8) XLA counted 1.72x the analytic FLOPs per chip, 1.00x with the
-    gather. Off by default: XLA's cost model, which ignores collectives, puts that step at 15.9 ms with the
-    gather against 12.1 without; which is faster on a slice is for a slice to measure (docs/training.md).
+
+def _fsdp_gather(config) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(gather, scatter): params -> params replicated over the mesh's `fsdp` axis, and gradients -> back on
+    the parameters' fsdp shards, when the mesh has an fsdp axis and mesh.gather_params is on (else identities).
+
+    The fsdp-sharded parameters are all-gathered once at the start of the forward pass, so every
+    convolution runs on whole weights and batch-split activations. Left to itself, the SPMD partitioner
+    splits some convolutions over the sharded weight dimension instead, exchanging activations (all-to-all,
+    collective-permute) and repeating work: for the paper LDM on v5p-64 (data=4, fsdp=8) XLA counted 1.72x
+    the analytic FLOPs per chip, 1.00x with the gather. The gradients of the gathered parameters come out
+    replicated; constraining them back to the parameters' sharding keeps the clip, optimizer and EMA update
+    on each chip's shard (XLA's estimate for that step: 15.9 ms without the constraint, 11.6 ms with it,
+    12.1 ms for the default). The tiny LDM's gradients are then reduce-scattered; the paper LDM's are still
+    all-reduced whole and sliced (XLA combines them into 11 all-reduces). Off by default: the cost model
+    ignores collectives, so which is faster on a slice is for a slice to measure (docs/training.md).
     """
     if not config.get("mesh", {}).get("gather_params", False):
-        return lambda params: params
+        return _identity, _identity
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.shape.get("fsdp", 1) == 1:
-        return lambda params: params
+        return _identity, _identity
     replicated = jax.sharding.PartitionSpec()
-    return lambda params: jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, replicated), params)
+    fsdp, smallest = mesh.shape["fsdp"], int(config.mesh.min_fsdp_size)
+
+    def gather(params):
+        return jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, replicated), params)
+
+    def scatter(grads):
+        return jax.tree.map(
+            lambda g: jax.lax.with_sharding_constraint(g, mesh_lib.param_spec(g.shape, fsdp, smallest)), grads)
+
+    return gather, scatter
 
 
 def train_step(task: Task, state: TrainState,
@@ -143,12 +162,13 @@ def train_step(task: Task, state: TrainState,
     train_cfg = task.config.train
     rng, step_key = jax.random.split(state.rng)
 
-    gather = _fsdp_gather(task.config)
+    gather, scatter = _fsdp_gather(task.config)
 
     def loss_fn(params):
         return task.loss(gather(params), batch, step_key, state.step)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = scatter(grads)
     optimizer = make_optimizer(train_cfg)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

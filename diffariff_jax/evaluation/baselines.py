@@ -18,10 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diffariff_jax.evaluation.codec import roundtrip
+from diffariff_jax.evaluation.codec import mel_codec_stems, roundtrip
 from diffariff_jax.evaluation.examples import Examples
 from diffariff_jax.metrics.apa import mismatch_permutation
-from diffariff_jax.metrics.logmel import mel_codec_baseline
 
 LABELS = {"real_other_spans": "real, other spans", "random_stem": "random stem (other song)",
           "cae_roundtrip": "CAE round trip", "mel_codec": "mel + Griffin-Lim codec (equal rate)",
@@ -52,11 +51,6 @@ def random_stem_permutation(examples: Examples, seed: int) -> np.ndarray:
     distribution R' describes rather than R' itself.
     """
     return mismatch_permutation(examples.song_ids, seed + 1)
-
-
-def mel_codec_stems(targets: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
-    """targets [n, samples] -> their equal-rate mel + Griffin-Lim reconstructions [n, samples] (silent kept)."""
-    return np.stack([mel_codec_baseline(t, sample_rate, seed=seed) if np.any(t) else t for t in targets])
 
 
 def baseline(name: str, examples: Examples, reference: Examples, cae: Any, seed: int,

@@ -34,6 +34,11 @@ def roundtrip(cae: Any, audio: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(cae.decode(latents, jax.random.PRNGKey(seed), num_samples=audio.shape[1]), np.float32)
 
 
+def mel_codec_stems(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
+    """audio [n, samples] -> its equal-rate mel + Griffin-Lim reconstructions [n, samples] (silent rows kept)."""
+    return np.stack([mel_codec_baseline(a, sample_rate, seed=seed) if np.any(a) else a for a in audio])
+
+
 def _distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     if not np.any(ref):
         return float("nan")
@@ -47,8 +52,7 @@ def distances(refs: dict[str, np.ndarray], cae_out: dict[str, np.ndarray], sampl
     for material in MATERIALS:
         ref = refs[material]
         estimates = {"cae_roundtrip": cae_out[material],
-                     "mel_codec_baseline": [mel_codec_baseline(r, sample_rate, seed=seed) if np.any(r) else r
-                                            for r in ref],
+                     "mel_codec_baseline": mel_codec_stems(ref, sample_rate, seed),
                      "silence": np.zeros_like(ref)}
         for system, est in estimates.items():
             out[f"{system}/{material}"] = np.array([_distance(r, e, sample_rate) for r, e in zip(ref, est)])

@@ -107,7 +107,8 @@ def prepare(acc: Any, cfg: ml_collections.ConfigDict, *, data_root: str, layout:
     description = {"version": CACHE_VERSION, "data": info, "examples": ex.to_dict(), "seed": int(cfg.seed),
                    "clap_seconds": clap_seconds, "sample_rate": acc.sample_rate, "length": length,
                    "embed": {k: v for k, v in cfg.metrics.items() if k.startswith("embed_")},
-                   "template": cfg.text_template, "baselines": sorted(cfg.baselines), "clap": acc.clap.name, "clap_weights": clap_fingerprint(acc.clap)}
+                   "template": cfg.text_template, "baselines": sorted(cfg.baselines), "clap": acc.clap.name,
+                   "clap_weights": clap_fingerprint(acc.clap)}
     prep = Prepared(acc.sample_rate, examples, reference, info, vocab, {}, prompts, apa_skipped)
     with timer.stage("real_embeddings"):
         prep.emb, key = cache.get_or_compute(description, lambda: _real_embeddings(acc, prep, cfg))

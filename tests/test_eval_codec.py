@@ -42,7 +42,7 @@ def test_codec_distances_measure_the_reconstruction_and_its_yardsticks():
     for gain in (1.0, 0.5):
         cae = _GainCodec(gain)
         decoded = {m: codec.roundtrip(cae, refs[m], seed=0) for m in codec.MATERIALS}
-        dist[gain] = codec.distances(refs, decoded, SR, seed=0)
+        dist[gain] = codec.distances(refs, {"cae_roundtrip": decoded, **codec.yardsticks(refs, SR, seed=0)}, SR)
     np.testing.assert_allclose(dist[1.0]["cae_roundtrip/stems"], 0.0, atol=1e-9)
     np.testing.assert_allclose(dist[0.5]["cae_roundtrip/mixes"], 20 * np.log10(2), atol=1e-3)  # 6.02 dB
     silence, dsp = dist[1.0]["silence/stems"], dist[1.0]["mel_codec_baseline/stems"]
@@ -53,13 +53,25 @@ def test_codec_distances_measure_the_reconstruction_and_its_yardsticks():
     assert list(table) == ["cae_roundtrip", "mel_codec_baseline", "silence"]
 
 
+def test_yardsticks_reuse_the_mel_codec_rows_stems():
+    """eval computes the DSP codec's stems once, for its baseline row, and hands them to the codec table."""
+    ex = _examples(n=2)
+    refs = codec.references(ex)
+    given = 0.5 * refs["stems"]
+    systems = codec.yardsticks(refs, SR, seed=0, mel_stems=given)
+    assert systems["mel_codec_baseline"]["stems"] is given
+    np.testing.assert_array_equal(systems["mel_codec_baseline"]["mixes"],
+                                  codec.mel_codec_stems(refs["mixes"], SR, seed=0))
+    assert not np.any(systems["silence"]["stems"]) and systems["silence"]["mixes"].shape == refs["mixes"].shape
+
+
 def test_a_silent_reference_is_counted_not_scored():
     ex = _examples(n=3)
     target = ex.target.copy()
     target[1] = 0.0
     refs = {"stems": target, "mixes": ex.context + target}
     decoded = {m: codec.roundtrip(_GainCodec(1.0), refs[m], seed=0) for m in codec.MATERIALS}
-    dist = codec.distances(refs, decoded, SR, seed=0)
+    dist = codec.distances(refs, {"cae_roundtrip": decoded, **codec.yardsticks(refs, SR, seed=0)}, SR)
     assert np.isnan(dist["cae_roundtrip/stems"][1]) and np.isfinite(dist["cae_roundtrip/mixes"]).all()
     stems = codec.summary(dist)["silence"]["stems"]
     assert stems["count"] == 2 and stems["silent_references"] == 1

@@ -45,18 +45,21 @@ def _distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     return log_mel_distance(ref, est, sample_rate)
 
 
-def distances(refs: dict[str, np.ndarray], cae_out: dict[str, np.ndarray], sample_rate: int,
-              seed: int) -> dict[str, np.ndarray]:
-    """{"<system>/<material>": [n] log-mel distances in dB} for every system and material."""
-    out = {}
-    for material in MATERIALS:
-        ref = refs[material]
-        estimates = {"cae_roundtrip": cae_out[material],
-                     "mel_codec_baseline": mel_codec_stems(ref, sample_rate, seed),
-                     "silence": np.zeros_like(ref)}
-        for system, est in estimates.items():
-            out[f"{system}/{material}"] = np.array([_distance(r, e, sample_rate) for r, e in zip(ref, est)])
-    return out
+def yardsticks(refs: dict[str, np.ndarray], sample_rate: int, seed: int,
+               mel_stems: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """{system: {material: [n, samples]}} of the systems that depend on the data only (the DSP codec and
+    silence); `mel_stems`, the DSP codec's stems when the caller has them already (the mel_codec row's)."""
+    if mel_stems is None:
+        mel_stems = mel_codec_stems(refs["stems"], sample_rate, seed)
+    return {"mel_codec_baseline": {"stems": mel_stems, "mixes": mel_codec_stems(refs["mixes"], sample_rate, seed)},
+            "silence": {m: np.zeros_like(refs[m]) for m in MATERIALS}}
+
+
+def distances(refs: dict[str, np.ndarray], estimates: dict[str, dict[str, np.ndarray]],
+              sample_rate: int) -> dict[str, np.ndarray]:
+    """{"<system>/<material>": [n] log-mel distances in dB} of estimates {system: {material: [n, samples]}}."""
+    return {f"{system}/{material}": np.array([_distance(r, e, sample_rate) for r, e in zip(refs[material], est)])
+            for system, by_material in estimates.items() for material, est in by_material.items()}
 
 
 def summary(dist: dict[str, np.ndarray]) -> dict[str, dict]:

@@ -29,7 +29,7 @@ from diffariff_jax.evaluation import scoring
 from diffariff_jax.evaluation.cache import EmbeddingCache
 from diffariff_jax.release_bundle import cae_fingerprint, clap_fingerprint
 
-CACHE_VERSION = 3  # bump when what an entry holds changes
+CACHE_VERSION = 4  # bump when what an entry holds changes
 
 
 class Timer:
@@ -143,11 +143,19 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
         perm = baselines_lib.random_stem_permutation(e, int(cfg.seed))
         out["random_stem/stems"] = out["real"][perm]
         out["random_stem/mixes"] = embed(acc, e.context + e.target[perm], cfg, "real", counts)
-    if "mel_codec" in names:  # depends on the data only: the DSP codec has no weights
-        system = baselines_lib.baseline("mel_codec", e, r, acc.cae, int(cfg.seed), acc.sample_rate)
-        out["mel_codec/stems"] = embed(acc, system.stems, cfg, "mel_codec", counts)
-        out["mel_codec/mixes"] = embed(acc, system.contexts + system.stems, cfg, "mel_codec", counts)
-        out["mel_codec/audio"] = system.stems[: int(cfg.num_audio_examples)]
+    # The DSP codec has no weights, so its reconstructions belong here; the mel_codec row and the codec
+    # table (which exists with the cae_roundtrip baseline) share them.
+    mel_stems = None
+    if names & {"mel_codec", "cae_roundtrip"}:
+        mel_stems = codec_lib.mel_codec_stems(e.target, acc.sample_rate, int(cfg.seed))
+    if "mel_codec" in names:
+        out["mel_codec/stems"] = embed(acc, mel_stems, cfg, "mel_codec", counts)
+        out["mel_codec/mixes"] = embed(acc, e.context + mel_stems, cfg, "mel_codec", counts)
+        out["mel_codec/audio"] = mel_stems[: int(cfg.num_audio_examples)]
+    if "cae_roundtrip" in names:
+        refs = codec_lib.references(e)
+        yardsticks = codec_lib.yardsticks(refs, acc.sample_rate, int(cfg.seed), mel_stems)
+        out.update({f"codec/{k}": v for k, v in codec_lib.distances(refs, yardsticks, acc.sample_rate).items()})
     if "silence" in names:
         one = embed(acc, np.zeros_like(e.target[:1]), cfg, "real", counts)  # CLAP is deterministic: one suffices
         out["silence/stems"] = np.repeat(one, len(e), axis=0)
@@ -156,13 +164,13 @@ def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -
 
 
 def _codec_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """The CAE round trip's embeddings and audio, and every codec.distances entry (as "codec/...")."""
+    """The CAE round trip's embeddings and audio, and its codec.distances entries (as "codec/...")."""
     seed = int(cfg.seed)
     system = baselines_lib.baseline("cae_roundtrip", prep.examples, prep.reference, acc.cae, seed, acc.sample_rate)
     counts = prep.clips_embedded
     refs = codec_lib.references(prep.examples)
     decoded = {"stems": system.stems, "mixes": codec_lib.roundtrip(acc.cae, refs["mixes"], seed)}
-    dist = codec_lib.distances(refs, decoded, acc.sample_rate, seed)
+    dist = codec_lib.distances(refs, {"cae_roundtrip": decoded}, acc.sample_rate)
     return {"cae_roundtrip/stems": embed(acc, system.stems, cfg, "cae_roundtrip", counts),
             "cae_roundtrip/mixes": embed(acc, system.contexts + system.stems, cfg, "cae_roundtrip", counts),
             "cae_roundtrip/audio": system.stems[: int(cfg.num_audio_examples)],

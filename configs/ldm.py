@@ -14,9 +14,11 @@ Launch:
 
 Chosen topology for `paper` (compiled ahead with `python -m diffariff_jax.aot`; numbers per chip, XLA's
 estimates, not runs; docs/training.md has the table and its caveats):
-  v5p:2x2x2 (8 chips), batch 256, --config.mesh.data=1 --config.mesh.fsdp=8: 2.76 GiB of 95 (97 % free),
-      estimated 19.9 ms/step, <= 27.9 % MFU (a lower bound on time: the cost model counts loop bodies once);
+  v5p:2x2x2 (8 chips), batch 256, --config.mesh.data=1 --config.mesh.fsdp=8 --config.mesh.gather_params=True:
+      2.96 GiB of 95 (97 % free), estimated 18.9 ms/step, 29.4 % MFU;
   the same with data=8 fsdp=1 (the default mesh): 9.98 GiB, estimated 27.2 ms/step, 20.4 % MFU.
+  For throughput, v5p-64 at batch 1024, --config.mesh.data=1 --config.mesh.fsdp=32 --config.mesh.gather_params=True:
+      2.17 GiB, estimated 17.4 ms/step, 31.9 % MFU.
   batch 256 on the common slices (train step; docs/training.md has every mesh tried):
     v5p-64  --config.mesh.data=4 --config.mesh.fsdp=8: 1.92 GiB of 95, estimated 12.1 ms/step, 11.5 % MFU
             (+ --config.mesh.gather_params=True: 2.56 GiB, estimated 11.6 ms, 11.9 %: unmeasured on a slice)

@@ -97,7 +97,7 @@ GATHER_SCRIPT = textwrap.dedent("""
             new, metrics = step(state, rows)
             out[name] = {"loss": float(metrics["loss"]), "err_abs": float(metrics["err_abs"]),
                          "grad_norm": float(metrics["grad_norm"]),
-                         "w": np.asarray(new.params["w"]).ravel()[:64].tolist(),
+                         "w": np.asarray(new.params["w"]).ravel().tolist(),
                          "w_sharding": str(new.params["w"].sharding.spec)}
     print("RESULT " + json.dumps(out))
 """)

@@ -4,8 +4,8 @@ consistency 2-D UNet decoder (SPEC.md section 1).
 Variants:
   tiny   CPU, trains in minutes; used by tests and `make demo` (base 4 channels, one block per level).
   base   half-width Music2Latent (base 32 channels) for single-GPU experiments.
-  demo   `make demo`'s codec: tiny's shape + a log-mel reconstruction term (docs/demo.md); learns on a CPU;
-         latent_scale 0.37, its own latents' std (precompute warns when a CAE's scale does not fit).
+  demo   `make demo`'s codec: tiny's shape + the band-energy shortcut + a log-mel reconstruction term
+         (docs/demo.md); learns on a CPU; latent_scale 0.42, its own latents' std (precompute warns when a CAE's scale does not fit).
   m2l    the Music2Latent sizes (base 64, multipliers (1,2,4,4,4), 512-wide bottleneck); checkpoints
          converted with `python -m diffariff_jax.export --from music2latent` load into this shape.
 
@@ -139,8 +139,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _demo_config() -> ml_collections.ConfigDict:
-    """`make demo`'s CAE (docs/demo.md): tiny's network and two-level grid, plus a log-mel L1 term on the
-    student's prediction after the inverse-STFT/STFT projection (audio/mel_loss.py). Consistency training
+    """`make demo`'s CAE (docs/demo.md): tiny's network and two-level grid with the band-energy shortcut
+    (models/cae.py), plus a log-mel L1 term on the student's prediction after the inverse-STFT/STFT projection
+    (audio/mel_loss.py). Consistency training
     alone starts from the posterior mean of a complex spectrogram whose phase the latent cannot carry, which
     is near zero: silence. The mel term asks for the right band energies with phases that survive the
     projection, so the one-step decode is audible music within a hundred steps; the consistency term keeps
@@ -148,10 +149,11 @@ def _demo_config() -> ml_collections.ConfigDict:
     config = get_config("tiny")
     config.variant = "demo"
     # Latents must have about unit std (SPEC section 1) for the LDM's noise levels to meet the data. This
-    # recipe's tanh latents have std 0.369 after 1200 steps (Music2Latent's are ~0.06), so 0.06 would give the
-    # LDM latents of std 6.2, a regime its sigma law almost never trains (the context went unused). The scale
+    # recipe's tanh latents have std 0.42 after 1200 steps (Music2Latent's are ~0.06), so 0.06 would give the
+    # LDM latents of std 7, a regime its sigma law almost never trains (the context went unused). The scale
     # only divides at inference: training is unchanged.
-    config.inference.latent_scale = 0.37
+    config.inference.latent_scale = 0.42
+    config.model.update(band_shortcut=64, sample_rate=config.data.sample_rate)
     config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
     config.train.update({"batch_size": 4, "num_steps": 1200, "lr_schedule": "cosine", "final_lr_ratio": 0.1,
                          "ema_decay": 0.99, "log_every": 50, "eval_every": 500, "ckpt_every": 500})

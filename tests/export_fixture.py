@@ -31,10 +31,11 @@ def randomised(template, seed: int):
     return jax.tree_util.tree_map_with_path(draw, template)
 
 
-def tiny_cae(seed: int = 0):
-    """(config, params) of configs/cae.py:tiny (frequency attention in its last level), random weights."""
+def tiny_cae(seed: int = 0, variant: str = "tiny"):
+    """(config, params) of configs/cae.py:tiny (frequency attention in its last level) or :demo (tiny's
+    network with the band-energy shortcut), random weights."""
     from configs.cae import get_config
     from diffariff_jax.training.cae_task import CAETask
 
-    config = get_config("tiny")
+    config = get_config(variant)
     return config, randomised(jax.eval_shape(CAETask(config).init_params, jax.random.key(0)), seed)

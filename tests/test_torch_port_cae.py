@@ -1,7 +1,7 @@
 """PyTorch twin of the consistency autoencoder vs the JAX one, random tiny weights (float32, JAX matmul
 precision "highest"): the compressed STFT and its inverse, encode, and a 1-step and a 2-step decode from
-the same noise (the noise JAX draws from its key, handed to the twin through its `noise` hook); then the
-CAE export folder: a bit-exact way back."""
+the same noise (the noise JAX draws from its key, handed to the twin through its `noise` hook), for `tiny`
+and for `demo` (the band-energy shortcut); then the CAE export folder: a bit-exact way back."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,9 +25,9 @@ def highest_precision():
         yield
 
 
-@pytest.fixture(scope="module")
-def models():
-    config, params = tiny_cae(seed=0)
+@pytest.fixture(scope="module", params=["tiny", "demo"])
+def models(request):
+    config, params = tiny_cae(seed=0, variant=request.param)
     ours = ae_lib.Autoencoder(config, params)
     twin = ConsistencyAutoencoder(config_to_dict(config))
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in names.flax_to_torch(params["params"]).items()})
@@ -80,8 +80,22 @@ def test_decode_from_the_same_noise_matches(models, steps):
     assert err <= 1e-4 * max(np.abs(wav_ours).max(), 1.0)
 
 
-def test_cae_export_round_trip_is_bit_exact(tmp_path):
-    config, params = tiny_cae(seed=3)
+def test_band_matrix_matches_librosa():
+    """The twin computes the shortcut's mel bands itself (it imports only torch); librosa is the reference."""
+    import librosa
+
+    from diffariff_jax.export.torch_port.cae import band_matrix
+
+    for rate, bands in ((48000, 64), (44100, 32)):
+        want = librosa.filters.mel(sr=rate, n_fft=2048, n_mels=bands)[:, :1024]
+        want = want / want.sum(axis=1, keepdims=True)
+        got = band_matrix({"freq_bins": 1024, "band_shortcut": bands, "sample_rate": rate}).numpy()
+        assert np.abs(got - want).max() < 1e-6 * want.max()
+
+
+@pytest.mark.parametrize("variant", ["tiny", "demo"])
+def test_cae_export_round_trip_is_bit_exact(tmp_path, variant):
+    config, params = tiny_cae(seed=3, variant=variant)
     checkpoint.save_release(tmp_path / "cae", config, params)
     assert export_main(["--checkpoint", str(tmp_path / "cae"), "--to", "torch", "--out", str(tmp_path / "x")]) == 0
     assert (tmp_path / "x" / "diffariff_torch" / "autoencoder.py").exists()

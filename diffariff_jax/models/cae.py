@@ -8,6 +8,15 @@ lives in diffusion/consistency.py, as EDM keeps preconditioning outside its back
 Level structure (Music2Latent sizes in brackets): `multipliers` (1,2,4,4,4) give the channel width of each
 level; between levels the resolution drops 4x in frequency only (`freq_downsample` = 1) or 2x in both
 frequency and time (0): [1,0,0,0] takes 1024 bins x T frames to 32 bins x T/8 frames.
+
+Band-energy shortcut (`band_shortcut` = n bands, 0 = off as in Music2Latent; the `demo` recipe, docs/demo.md):
+the encoder adds a linear map of each latent frame's log mel-band energies, E = log10(mean of |S|^2 over the
+band's bins and the frame's time_reduction STFT frames), to its pre-tanh output, and the decoder gets a
+per-bin log gain g = Dense(latent) that scales its output, F = e^g * F_net. The band energies then reach
+the latent, and the level of every bin reaches the output, through one linear map each, instead of
+through the narrow 2-D levels (4 channels at full resolution in `tiny`); F_net is left the fine structure
+and the phases. (An extra c_in x inside the gain, so that the untrained decode is coloured noise, trained
+worse: docs/demo.md.)
 """
 from __future__ import annotations
 
@@ -45,6 +54,8 @@ class CAEShape:
     norm_eps: float = 1e-5
     max_norm_groups: int = 32
     zero_init: bool = True
+    band_shortcut: int = 0  # mel bands of the band-energy shortcut (0: off)
+    sample_rate: int = 48000  # only places the shortcut's mel bands
 
     @classmethod
     def from_config(cls, model_cfg) -> "CAEShape":
@@ -57,6 +68,8 @@ class CAEShape:
             raise ValueError("model: attention needs one entry per level and freq_downsample one per transition")
         if self.freq_bins % self.freq_reduction:
             raise ValueError(f"model: freq_bins {self.freq_bins} not divisible by {self.freq_reduction}")
+        if not 0 <= self.band_shortcut <= self.latent_dim:
+            raise ValueError(f"model: band_shortcut {self.band_shortcut} outside 0..latent_dim ({self.latent_dim})")
 
     def channels(self, level: int) -> int:
         return self.base_channels * self.multipliers[level]
@@ -78,6 +91,35 @@ class CAEShape:
     def bottom_freq(self) -> int:
         """Frequency rows at the lowest level (32 for Music2Latent)."""
         return self.freq_bins // self.freq_reduction
+
+
+# Log10 band energies of compressed spectrograms span about -6 (the floor, |X| ~ 1e-4) to 2 for music at
+# -20 dB RMS; this affine map brings them to about [-2, 2] before the shortcut's identity-initialised map.
+_BAND_FLOOR, _BAND_CENTRE, _BAND_SPREAD = 1e-6, -2.0, 2.0
+
+
+def band_energies(s: CAEShape, spec: Array) -> Array:
+    """spec [batch, freq, frames, 2] -> normalised log mel-band energies [batch, frames / time_reduction,
+    band_shortcut] of the compressed spectrogram (module docstring)."""
+    from diffariff_jax.audio.mel_loss import mel_filterbank  # numpy constant, built once per trace
+
+    weights = mel_filterbank(s.sample_rate, 2 * s.freq_bins, s.band_shortcut)
+    weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # each band a mean over bins
+    power = jnp.sum(jnp.square(spec.astype(jnp.float32)), axis=-1)  # [batch, freq, frames]
+    b_, _, frames = power.shape
+    power = power.reshape(b_, s.freq_bins, frames // s.time_reduction, s.time_reduction).mean(axis=-1)
+    bands = jnp.einsum("nf,bft->btn", jnp.asarray(weights), power)
+    return (jnp.log10(bands + _BAND_FLOOR) - _BAND_CENTRE) / _BAND_SPREAD
+
+
+def _identity_init(scale: float):
+    """Kernel [n_in, n_out] = scale x the first n_in columns of the identity: input i drives output i."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        return scale * jnp.eye(shape[0], shape[1], dtype=dtype)
+
+    return init
 
 
 def _norm_kwargs(s: CAEShape) -> dict[str, Any]:
@@ -114,13 +156,17 @@ class Encoder(nn.Module):
         for i in range(s.bottleneck_blocks):
             x = ResBlock(s.bottleneck_channels, dims=1, name=f"bottleneck_{i}", **_block_kwargs(s, self.dtype))(x)
         x = nn.silu(GroupNorm(name="norm_out", **_norm_kwargs(s))(x))
-        x = nn.Dense(s.latent_dim, dtype=self.dtype, name="conv_out")(x)
-        return jnp.tanh(x.astype(jnp.float32))
+        x = nn.Dense(s.latent_dim, dtype=self.dtype, name="conv_out")(x).astype(jnp.float32)
+        if s.band_shortcut:  # at init tanh(x + E / 2): the band energies, invertibly
+            x = x + nn.Dense(s.latent_dim, use_bias=False, kernel_init=_identity_init(0.5),
+                             name="band_shortcut")(band_energies(s, spec))
+        return jnp.tanh(x)
 
 
 class LatentUpPath(nn.Module):
     """latents: [batch, latent_frames, latent_dim] -> one feature map per UNet level, finest first:
-    tuple of [batch, freq_l, frames_l, channels_l]."""
+    tuple of [batch, freq_l, frames_l, channels_l]; with band_shortcut, then the decoder's log gain
+    [batch, freq, frames, 1] (constant over each latent frame's time_reduction STFT frames)."""
 
     shape: CAEShape
     dtype: Any = jnp.float32
@@ -144,7 +190,12 @@ class LatentUpPath(nn.Module):
             if level > 0:
                 x = Upsample(s.channels(level - 1), freq_only=bool(s.freq_downsample[level - 1]),
                              dtype=self.dtype, name=f"upsample_{level}")(x)
-        return tuple(reversed(pyramid))
+        maps = tuple(reversed(pyramid))
+        if s.band_shortcut:
+            gain = nn.Dense(s.freq_bins, kernel_init=nn.initializers.zeros, name="band_gain")(latents)
+            gain = jnp.repeat(jnp.transpose(gain, (0, 2, 1))[..., None], s.time_reduction, axis=2)
+            maps = maps + (gain.astype(jnp.float32),)
+        return maps
 
 
 class ConsistencyUNet(nn.Module):
@@ -196,7 +247,10 @@ class ConsistencyUNet(nn.Module):
             x = x * gains["out"]
         init = nn.initializers.zeros if s.zero_init else nn.linear.default_kernel_init
         x = Conv2d(s.data_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=init, name="conv_out")(x)
-        return x.astype(jnp.float32)
+        x = x.astype(jnp.float32)
+        if s.band_shortcut:  # clipped so that an untrained gain cannot overflow
+            x = x * jnp.exp(jnp.clip(pyramid[-1], -12.0, 6.0))
+        return x
 
 
 class CAE(nn.Module):
@@ -265,6 +319,8 @@ def analytic_flops(s: CAEShape, frames: int) -> dict[str, float]:
     enc += conv(1, ch[top] * geo[top][0], s.bottleneck_channels, t_lat)
     enc += s.bottleneck_blocks * block(s.bottleneck_channels, s.bottleneck_channels, t_lat, 3)
     enc += conv(1, s.bottleneck_channels, s.latent_dim, t_lat)
+    if s.band_shortcut:  # band energies and the shortcut map
+        enc += conv(1, s.freq_bins, s.band_shortcut, t_lat) + conv(1, s.band_shortcut, s.latent_dim, t_lat)
 
     pyr = conv(1, s.latent_dim, s.bottleneck_channels, t_lat)
     pyr += s.bottleneck_blocks * block(s.bottleneck_channels, s.bottleneck_channels, t_lat, 3)
@@ -273,6 +329,8 @@ def analytic_flops(s: CAEShape, frames: int) -> dict[str, float]:
         pyr += s.encoder_blocks * block(ch[l], ch[l], pos[l], 9, attn[l])
         if l > 0:
             pyr += conv(resample_k[l - 1], ch[l], ch[l - 1], pos[l - 1])
+    if s.band_shortcut:
+        pyr += conv(1, s.latent_dim, s.freq_bins, t_lat)
 
     c = s.cond_channels
     net = 2 * conv(1, c, c, 1) + 2 * (2 * conv(1, c, c, 1) + conv(1, c, s.freq_bins, 1))  # embedding MLPs

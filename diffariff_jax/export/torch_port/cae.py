@@ -128,6 +128,42 @@ class MLP(nn.Module):
         return x
 
 
+def time_reduction(s: dict) -> int:
+    return 2 ** sum(1 for f in s["freq_downsample"] if not f)
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
+    linear = hz / (200.0 / 3.0)
+    return torch.where(hz >= 1000.0, 15.0 + torch.log(hz.clamp(min=1e-9) / 1000.0) / (math.log(6.4) / 27.0), linear)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return torch.where(mel >= 15.0, 1000.0 * torch.exp((math.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3.0))
+
+
+def band_matrix(s: dict) -> torch.Tensor:
+    """[bands, freq_bins]: triangular mel bands over the kept STFT bins, each row summing to 1, so that a
+    band's energy is the mean over its bins (the band-energy shortcut of models/cae.py)."""
+    bins, bands, rate = s["freq_bins"], s["band_shortcut"], s["sample_rate"]
+    freqs = torch.arange(bins, dtype=torch.float64) * (rate / 2.0) / bins
+    edges = _mel_to_hz(torch.linspace(0.0, float(_hz_to_mel(torch.tensor(rate / 2.0, dtype=torch.float64))),
+                                      bands + 2, dtype=torch.float64))
+    lower = (freqs[None] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    upper = (edges[2:, None] - freqs[None]) / (edges[2:] - edges[1:-1])[:, None]
+    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    return (weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)).float()
+
+
+def band_energies(s: dict, matrix: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+    """spec [batch, 2, freq, frames] -> normalised log band energies [batch, frames / time_reduction, bands]."""
+    power = spec.float().square().sum(dim=1)  # [b, f, t]
+    b_, f, t = power.shape
+    power = power.reshape(b_, f, t // time_reduction(s), time_reduction(s)).mean(dim=-1)
+    bands = torch.einsum("nf,bft->btn", matrix, power)
+    return (torch.log10(bands + 1e-6) + 2.0) / 2.0
+
+
 def channels(s: dict, level: int) -> int:
     return s["base_channels"] * s["multipliers"][level]
 
@@ -159,6 +195,9 @@ class Encoder(nn.Module):
             self.add_module(f"bottleneck_{i}", ResBlock(s["bottleneck_channels"], s["bottleneck_channels"], s, dims=1))
         self.norm_out = GroupNorm(s["bottleneck_channels"], s["norm_eps"], s["max_norm_groups"])
         self.conv_out = nn.Linear(s["bottleneck_channels"], s["latent_dim"])
+        if s.get("band_shortcut", 0):
+            self.band_shortcut = nn.Linear(s["band_shortcut"], s["latent_dim"], bias=False)
+            self.register_buffer("bands", band_matrix(s), persistent=False)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         s, levels = self.s, len(self.s["multipliers"])
@@ -176,6 +215,8 @@ class Encoder(nn.Module):
         for i in range(s["bottleneck_blocks"]):
             x = getattr(self, f"bottleneck_{i}")(x)
         x = self.conv_out(F.silu(self.norm_out(x)).transpose(1, 2))
+        if s.get("band_shortcut", 0):
+            x = x + self.band_shortcut(band_energies(s, self.bands, spec))
         return torch.tanh(x)
 
 
@@ -200,8 +241,11 @@ class LatentUpPath(nn.Module):
                 self.add_module(f"upsample_{level}", Upsample(c, channels(s, level - 1),
                                                               bool(s["freq_downsample"][level - 1])))
                 c = channels(s, level - 1)
+        if s.get("band_shortcut", 0):
+            self.band_gain = nn.Linear(s["latent_dim"], s["freq_bins"])
 
     def forward(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Then, with the band-energy shortcut, the decoder's log gain [batch, 1, freq, frames]."""
         s, levels = self.s, len(self.s["multipliers"])
         x = self.conv_inp(latents).transpose(1, 2)
         for i in range(s["bottleneck_blocks"]):
@@ -216,7 +260,11 @@ class LatentUpPath(nn.Module):
             pyramid.append(x)
             if level > 0:
                 x = getattr(self, f"upsample_{level}")(x)
-        return pyramid[::-1]
+        maps = pyramid[::-1]
+        if s.get("band_shortcut", 0):
+            gain = self.band_gain(latents).transpose(1, 2)[:, None]  # [b, 1, freq, latent frames]
+            maps.append(torch.repeat_interleave(gain, time_reduction(s), dim=3))
+        return maps
 
 
 class ConsistencyUNet(nn.Module):
@@ -280,4 +328,7 @@ class ConsistencyUNet(nn.Module):
         x = F.silu(self.norm_out(x))
         if s["freq_scaling"]:
             x = x * (1.0 + self.scale_out(emb))[:, None, :, None]
-        return self.conv_out(x)
+        x = self.conv_out(x)
+        if s.get("band_shortcut", 0):
+            x = x * torch.exp(pyramid[-1].clamp(-12.0, 6.0))
+        return x

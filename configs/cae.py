@@ -5,7 +5,7 @@ Variants:
   tiny   CPU, trains in minutes; used by tests and `make demo` (base 4 channels, one block per level).
   base   half-width Music2Latent (base 32 channels) for single-GPU experiments.
   demo   `make demo`'s codec: tiny's shape + the band-energy shortcut + a log-mel reconstruction term
-         (docs/demo.md); learns on a CPU; latent_scale 0.42, its own latents' std (precompute warns when a CAE's scale does not fit).
+         (docs/demo.md); learns on a CPU; latent_scale 0.54, its own latents' std (precompute warns when a CAE's scale does not fit).
   m2l    the Music2Latent sizes (base 64, multipliers (1,2,4,4,4), 512-wide bottleneck); checkpoints
          converted with `python -m diffariff_jax.export --from music2latent` load into this shape.
 
@@ -149,10 +149,10 @@ def _demo_config() -> ml_collections.ConfigDict:
     config = get_config("tiny")
     config.variant = "demo"
     # Latents must have about unit std (SPEC section 1) for the LDM's noise levels to meet the data. This
-    # recipe's tanh latents have std 0.42 after 1200 steps (Music2Latent's are ~0.06), so 0.06 would give the
-    # LDM latents of std 7, a regime its sigma law almost never trains (the context went unused). The scale
+    # recipe's tanh latents have std 0.54 after 1200 steps (Music2Latent's are ~0.06), so 0.06 would give the
+    # LDM latents of std 9, a regime its sigma law almost never trains (the context went unused). The scale
     # only divides at inference: training is unchanged.
-    config.inference.latent_scale = 0.42
+    config.inference.latent_scale = 0.54
     config.model.update(band_shortcut=64, sample_rate=config.data.sample_rate)
     config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
     config.train.update({"batch_size": 4, "num_steps": 1200, "lr_schedule": "cosine", "final_lr_ratio": 0.1,

@@ -76,10 +76,12 @@ def frechet_distance(
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"fad: {name} contains NaN or inf values")
     diff = mu_a - mu_b
-    fd = float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b))
-    fd -= 2.0 * trace_sqrt_product(sigma_a, sigma_b, imag_tol)
-    # The exact value is >= 0; a tiny negative number is cancellation error between the terms.
-    return max(fd, 0.0)
+    terms = float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b))
+    fd = terms - 2.0 * trace_sqrt_product(sigma_a, sigma_b, imag_tol)
+    # The exact value is >= 0. Anything within float64 rounding of the terms (negative, or about 1e-15 of
+    # them for identical fits, depending on the BLAS) is cancellation error: report 0, so that callers
+    # can tell identical distributions apart (apa refuses FD(R, R') = 0).
+    return 0.0 if fd <= 1e-12 * terms else fd
 
 
 def fad(x: np.ndarray, y: np.ndarray, imag_tol: float = 1e-3) -> float:

@@ -145,7 +145,7 @@ def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
 def band_matrix(s: dict) -> torch.Tensor:
     """[bands, freq_bins]: triangular mel bands over the kept STFT bins, each row summing to 1, so that a
     band's energy is the mean over its bins (the band-energy shortcut of models/cae.py)."""
-    bins, bands, rate = s["freq_bins"], s["band_shortcut"], s["sample_rate"]
+    bins, bands, rate = s["freq_bins"], s["band_shortcut"], s.get("sample_rate", 48000)  # CAEShape default
     freqs = torch.arange(bins, dtype=torch.float64) * (rate / 2.0) / bins
     edges = _mel_to_hz(torch.linspace(0.0, float(_hz_to_mel(torch.tensor(rate / 2.0, dtype=torch.float64))),
                                       bands + 2, dtype=torch.float64))

@@ -140,8 +140,8 @@ def test_gather_params_runs_every_convolution_on_whole_weights():
 @pytest.fixture(scope="module")
 def wide_train():
     """The tiny UNet's two scales made wide and long, without attention, 8 examples per chip (convolutions
-    dominate): its train step compiled for 4 v5p chips on a data=2 x fsdp=2 mesh. 256 channels, not 512:
-    the FLOPs ratio is the same at both, and the compile is the suite's costliest."""
+    dominate): its train step compiled for 4 v5p chips on a data=2 x fsdp=2 mesh (256 channels: the FLOPs
+    ratio is the same at 512)."""
     config = ldm.get_config("tiny")
     config.model.update(channels=256, clap_dim=64, attn_levels=())
     config.data.crop_frames = 128

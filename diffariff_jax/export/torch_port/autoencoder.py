@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cae import ConsistencyUNet, Encoder, LatentUpPath
+from .cae import ConsistencyUNet, Encoder, LatentUpPath, time_reduction
 from .folder import read_folder, write_folder
 from .sampling import NoiseFn, generator_noise
 from .stft import Stft
@@ -35,7 +35,7 @@ class ConsistencyAutoencoder(nn.Module):
         self.encoder, self.up_path, self.unet = Encoder(shape), LatentUpPath(shape), ConsistencyUNet(shape)
         self.stft = Stft(config["stft"])
         self.consistency = config["consistency"]
-        self.time_reduction = 2 ** sum(1 for f in shape["freq_downsample"] if not f)
+        self.time_reduction = time_reduction(shape)
         self.hop_samples = self.stft.hop * self.time_reduction
         self.latent_dim, self.freq_bins = shape["latent_dim"], shape["freq_bins"]
         self.latent_scale = float(config["inference"]["latent_scale"])

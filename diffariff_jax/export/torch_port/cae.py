@@ -129,6 +129,7 @@ class MLP(nn.Module):
 
 
 def time_reduction(s: dict) -> int:
+    """STFT frames per latent frame (CAEShape.time_reduction)."""
     return 2 ** sum(1 for f in s["freq_downsample"] if not f)
 
 

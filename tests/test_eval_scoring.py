@@ -52,6 +52,25 @@ def test_cache_hits_on_the_same_description_only(tmp_path):
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_the_round_trips_cache_key_changes_with_the_cae_and_its_decoding_settings():
+    from types import SimpleNamespace
+
+    import ml_collections
+
+    from diffariff_jax.evaluation.cache import cache_key
+    from diffariff_jax.evaluation.evaluate import codec_description
+
+    def cae(weights: float, **inference) -> SimpleNamespace:
+        settings = {"decode_steps": 1, "band_renorm": True, "band_renorm_max_gain_db": 12.0, **inference}
+        return SimpleNamespace(params={"w": np.full(3, weights, np.float32)},
+                               config=ml_collections.ConfigDict({"inference": settings}))
+
+    keys = [cache_key(codec_description({"data": "x"}, c)) for c in
+            (cae(0.0), cae(0.0), cae(1.0), cae(0.0, decode_steps=2), cae(0.0, band_renorm=False),
+             cae(0.0, band_renorm_max_gain_db=60.0))]
+    assert keys[0] == keys[1] and len(set(keys)) == 5
+
+
 def test_apa_baselines_calibrate_on_data_with_a_pairing(tmp_path):
     """Real pairs of other spans score APA near 1, another song's stem near 0, when the embedder sees pairing."""
     from diffariff_jax.evaluation import evaluate

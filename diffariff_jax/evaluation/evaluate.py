@@ -116,7 +116,7 @@ def prepare(acc: Any, cfg: ml_collections.ConfigDict, *, data_root: str, layout:
     if "cae_roundtrip" in cfg.baselines:
         with timer.stage("cae_roundtrip"):
             codec, prep.cache["codec_key"] = cache.get_or_compute(
-                {**description, "cae_weights": cae_fingerprint(acc.cae)}, lambda: _codec_embeddings(acc, prep, cfg))
+                codec_description(description, acc.cae), lambda: _codec_embeddings(acc, prep, cfg))
             prep.emb.update(codec)
         prep.codec = codec_lib.summary({k[len("codec/"):]: v for k, v in prep.emb.items() if k.startswith("codec/")})
     prep.cache.update(hits=cache.hits, misses=cache.misses)
@@ -124,6 +124,12 @@ def prepare(acc: Any, cfg: ml_collections.ConfigDict, *, data_root: str, layout:
         for name in cfg.baselines:
             _score_baseline(acc, prep, cfg, name)
     return prep
+
+
+def codec_description(description: dict[str, Any], cae: Any) -> dict[str, Any]:
+    """The cache description of the CAE round trip: the real data's, the CAE's weights and every decoding
+    setting (decode steps, band matching and its cap, chunking), since each changes what it decodes."""
+    return {**description, "cae_weights": cae_fingerprint(cae), "cae_inference": cae.config.inference.to_dict()}
 
 
 def _real_embeddings(acc: Any, prep: Prepared, cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:

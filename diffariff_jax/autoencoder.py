@@ -30,7 +30,7 @@ import numpy as np
 from diffariff_jax.audio.io import AudioError, check_waveform
 from diffariff_jax.audio.stft import Stft
 from diffariff_jax.diffusion.consistency import Consistency
-from diffariff_jax.models.cae import CAE, CAEShape
+from diffariff_jax.models.cae import CAE, CAEShape, match_band_energies
 
 
 def cae_parts(config: ml_collections.ConfigDict, user: str) -> tuple[CAEShape, Stft, Consistency]:
@@ -42,6 +42,8 @@ def cae_parts(config: ml_collections.ConfigDict, user: str) -> tuple[CAEShape, S
     stft = Stft.from_config(config.stft)
     if stft.bins != shape.freq_bins:
         raise ValueError(f"config: stft gives {stft.bins} bins, model.freq_bins is {shape.freq_bins}")
+    if config.inference.get("band_renorm") and not shape.band_shortcut:
+        raise ValueError("config: inference.band_renorm needs the band-energy shortcut (model.band_shortcut > 0)")
     return shape, stft, Consistency.from_config(config.consistency)
 
 
@@ -58,6 +60,12 @@ class Autoencoder:
         self.latent_scale = float(config.inference.latent_scale)
         self.chunk_frames = int(config.inference.chunk_frames)
         self.batch_chunks = int(config.inference.batch_chunks)
+        # The most dB a band is raised by when matching, or None: no matching.
+        self.band_renorm = (float(config.inference.get("band_renorm_max_gain_db", 12.0))
+                            if config.inference.get("band_renorm", False) else None)
+        if self.band_renorm is not None and "band_readout" not in params.get("params", {}):
+            raise ValueError("Autoencoder: these CAE weights have no band readout (trained before it existed): "
+                             "retrain the CAE, or decode without it with inference.band_renorm = False")
         self.hop_samples = self.stft.hop * self.shape.time_reduction  # samples per latent frame
         self.frames_per_second = self.sample_rate / self.hop_samples
 
@@ -126,7 +134,7 @@ class Autoencoder:
         for i, start in enumerate(range(0, frames, self.chunk_frames)):
             window = flat[:, start: start + self.chunk_frames]
             decode_fn = functools.partial(_decode_raw, shape=self.shape, stft=self.stft,
-                                          consistency=self.consistency, steps=steps)
+                                          consistency=self.consistency, steps=steps, band_renorm=self.band_renorm)
             chunks.append(self._batched(decode_fn, window, jax.random.fold_in(key, i)))
         wav = np.concatenate(chunks, axis=1)[:, : num_samples or frames * self.hop_samples]
         return wav.reshape(lead + wav.shape[1:]).astype(np.float32)
@@ -157,14 +165,17 @@ def _encode_raw(params: Any, wav: jax.Array, *, shape: CAEShape, stft: Stft) -> 
     return CAE(shape).apply(params, spec, method=CAE.encode)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "stft", "consistency", "steps"))
+@functools.partial(jax.jit, static_argnames=("shape", "stft", "consistency", "steps", "band_renorm"))
 def _decode_raw(params: Any, raw_latents: jax.Array, key: jax.Array, *, shape: CAEShape, stft: Stft,
-                consistency: Consistency, steps: int) -> jax.Array:
-    """raw latents [b, frames, latent_dim] -> waveform [b, frames * 4096] in [-1, 1]."""
+                consistency: Consistency, steps: int, band_renorm: float | None = None) -> jax.Array:
+    """raw latents [b, frames, latent_dim] -> waveform [b, frames * 4096] in [-1, 1]; band_renorm: the
+    decoded bands matched to the readout's (models/cae.py), raised by at most that many dB; None: not."""
     model = CAE(shape)
     pyramid = model.apply(params, raw_latents, method=CAE.pyramid)
     f = consistency.precondition(lambda x_in, sigma: model.apply(params, x_in, sigma, pyramid, method=CAE.network))
     frames = raw_latents.shape[1] * shape.time_reduction
     spec = consistency.sample(f, key, (raw_latents.shape[0], shape.freq_bins, frames, shape.data_channels), steps)
+    if band_renorm is not None:
+        spec = match_band_energies(shape, spec, model.apply(params, raw_latents, method=CAE.readout), band_renorm)
     wav = stft.spec_to_wave(spec, frames * stft.hop)
     return jnp.clip(wav, -1.0, 1.0)

@@ -66,7 +66,7 @@ def test_decode_from_the_same_noise_matches(models, steps):
     key = jax.random.key(9)
     wav_ours = np.asarray(ae_lib._decode_raw(ours.params, jnp.asarray(latents * ours.latent_scale), key,
                                              shape=ours.shape, stft=ours.stft, consistency=ours.consistency,
-                                             steps=steps))
+                                             steps=steps, band_renorm=ours.band_renorm))
     keys = jax.random.split(key, steps + 1)
 
     def noise(kind, shape, chunk, step):
@@ -91,6 +91,27 @@ def test_band_matrix_matches_librosa():
         want = want / want.sum(axis=1, keepdims=True)
         got = band_matrix({"freq_bins": 1024, "band_shortcut": bands, "sample_rate": rate}).numpy()
         assert np.abs(got - want).max() < 1e-6 * want.max()
+
+
+def test_band_matching_matches_with_the_gain_capped():
+    """The twin's band matching against models/cae.py's on a target that asks some bands for more than the
+    cap (+40 dB) and others for a cut or a small raise."""
+    from configs.cae import get_config
+    from diffariff_jax.export.torch_port.cae import band_matrix, match_band_energies as twin_match
+    from diffariff_jax.models.cae import CAEShape, band_energies, match_band_energies
+
+    config = get_config("demo")
+    shape = CAEShape.from_config(config.model)
+    rng = np.random.default_rng(5)
+    spec = (rng.standard_normal((1, shape.freq_bins, 3 * shape.time_reduction, 2))
+            * 10.0 ** np.linspace(0.0, -3.0, shape.freq_bins)[:, None, None]).astype(np.float32)
+    target = np.asarray(band_energies(shape, jnp.asarray(spec))) + rng.choice([2.0, -0.7, 0.2], (1, 3, 64))
+    ours = np.asarray(match_band_energies(shape, jnp.asarray(spec), jnp.asarray(target, jnp.float32), 12.0))
+    model = config_to_dict(config)["model"]
+    theirs = twin_match(model, band_matrix(model), torch.from_numpy(spec.transpose(0, 3, 1, 2).copy()),
+                        torch.from_numpy(target.astype(np.float32)), 12.0).numpy().transpose(0, 2, 3, 1)
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(ours).max()
+    assert np.abs(ours).max() < 10.0 ** (12.0 / 20.0) * np.abs(spec).max() * 1.0001  # the cap held
 
 
 @pytest.mark.parametrize("variant", ["tiny", "demo"])

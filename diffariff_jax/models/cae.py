@@ -17,6 +17,17 @@ the latent, and the level of every bin reaches the output, through one linear ma
 through the narrow 2-D levels (4 channels at full resolution in `tiny`); F_net is left the fine structure
 and the phases. (An extra c_in x inside the gain, so that the untrained decode is coloured noise, trained
 worse: docs/demo.md.)
+
+Band readout and band matching (with the shortcut; `inference.band_renorm` turns the matching on): a
+linear readout predicts each latent frame's band energies back from the latent, Ê = R z + c,
+trained beside the codec on stop-gradient inputs and targets (training/cae_task.py), so it changes nothing
+else. At decode, `match_band_energies` scales every bin of the decoded spectrogram by the log gain that
+moves its bands' energies onto Ê, interpolated linearly between latent-frame centres. The one-step
+decoder, uncertain of the phase, predicts a shrunken complex mean (about 10 dB quiet on the demo set, with
+a duller envelope); the matched decode has the level and the envelope the latent records (docs/demo.md).
+No band is raised by more than `inference.band_renorm_max_gain_db` (12 dB): the encoder's own latents
+rarely ask for more (1 % of bands on the demo set), while a generated latent outside the encoder's range
+asks for more in twice as many, and uncapped those stems came out 5 dB louder than real ones, and clipped.
 """
 from __future__ import annotations
 
@@ -24,10 +35,12 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from diffariff_jax.audio.mel_loss import mel_filterbank
 from diffariff_jax.models.cae_blocks import MLP, Downsample, GroupNorm, ResBlock, Upsample, positional_embedding
 from diffariff_jax.models.conv2d import Conv2d
 
@@ -98,18 +111,42 @@ class CAEShape:
 _BAND_FLOOR, _BAND_CENTRE, _BAND_SPREAD = 1e-6, -2.0, 2.0
 
 
+def _band_weights(s: CAEShape) -> np.ndarray:
+    """[bands, freq] mel triangles, each row a mean over its bins (a numpy constant, built once per trace)."""
+    weights = mel_filterbank(s.sample_rate, 2 * s.freq_bins, s.band_shortcut)
+    return weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+
+
 def band_energies(s: CAEShape, spec: Array) -> Array:
     """spec [batch, freq, frames, 2] -> normalised log mel-band energies [batch, frames / time_reduction,
     band_shortcut] of the compressed spectrogram (module docstring)."""
-    from diffariff_jax.audio.mel_loss import mel_filterbank  # numpy constant, built once per trace
-
-    weights = mel_filterbank(s.sample_rate, 2 * s.freq_bins, s.band_shortcut)
-    weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)  # each band a mean over bins
+    weights = _band_weights(s)
     power = jnp.sum(jnp.square(spec.astype(jnp.float32)), axis=-1)  # [batch, freq, frames]
     b_, _, frames = power.shape
     power = power.reshape(b_, s.freq_bins, frames // s.time_reduction, s.time_reduction).mean(axis=-1)
     bands = jnp.einsum("nf,bft->btn", jnp.asarray(weights), power)
     return (jnp.log10(bands + _BAND_FLOOR) - _BAND_CENTRE) / _BAND_SPREAD
+
+
+def _spread_to_bins(s: CAEShape) -> np.ndarray:
+    """[bands, freq]: each bin's share of the bands that cover it (columns sum to 1; 0 where none does)."""
+    weights = _band_weights(s)
+    return weights / np.maximum(weights.sum(axis=0, keepdims=True), 1e-12)
+
+
+def match_band_energies(s: CAEShape, spec: Array, target: Array, max_gain_db: float = 60.0) -> Array:
+    """spec [batch, freq, frames, 2] with bands `target` [batch, frames / time_reduction, band_shortcut]
+    (band_energies' units) -> spec with each bin scaled so that its bands' energies move onto the target.
+
+    Per latent frame and band the magnitude gain is 10^(SPREAD (target - E(spec)) / 2) (E is log10 of a
+    power), clipped to [-60 dB, max_gain_db]; bins take their bands' mean log gain, and the gain is linear
+    in time between latent-frame centres (held at the edges), so no step appears at frame boundaries."""
+    log_gain = (target - band_energies(s, spec)) * (_BAND_SPREAD / 2.0)  # [batch, latent_frames, bands]
+    log_gain = jnp.clip(log_gain, -3.0, max_gain_db / 20.0)
+    b_, _, frames, _ = spec.shape
+    log_gain = jax.image.resize(log_gain, (b_, frames, s.band_shortcut), "linear")  # [batch, frames, bands]
+    per_bin = jnp.einsum("btn,nf->bft", log_gain, jnp.asarray(_spread_to_bins(s), jnp.float32))
+    return spec * jnp.power(10.0, per_bin)[..., None].astype(spec.dtype)
 
 
 def _identity_init(scale: float):
@@ -198,6 +235,27 @@ class LatentUpPath(nn.Module):
         return maps
 
 
+class BandReadout(nn.Module):
+    """raw latents [batch, latent_frames, latent_dim] -> predicted band energies [batch, latent_frames,
+    band_shortcut]: linear in the latent clipped to tanh's range. Linear, so that a generated latent outside
+    the encoder's range (the LDM writes some) cannot ask for an absurd level: on the demo set an atanh
+    feature read the encoder's latents to 0.4 dB instead of 1.1, but gave generated ones +-140 dB."""
+
+    shape: CAEShape
+
+    @nn.compact
+    def __call__(self, latents: Array) -> Array:
+        z = jnp.clip(latents.astype(jnp.float32), -1.0, 1.0)
+        return nn.Dense(self.shape.band_shortcut, kernel_init=_readout_init, name="dense")(z)
+
+
+def _readout_init(key, shape, dtype=jnp.float32):
+    """Kernel [latent_dim, bands] reading E = 2 z, the linearisation of the untrained encoder's tanh(E / 2)
+    (while its learned path is zero), a start that training corrects."""
+    del key
+    return 2.0 * jnp.eye(shape[0], shape[1], dtype=dtype)
+
+
 class ConsistencyUNet(nn.Module):
     """The raw consistency backbone F. x_in = c_in * x_noisy: [batch, freq, frames, 2], sigma: [batch],
     pyramid from LatentUpPath -> [batch, freq, frames, 2]. Each level's latent map enters every block
@@ -264,6 +322,8 @@ class CAE(nn.Module):
         self.encoder = Encoder(self.shape, self.dtype)
         self.up_path = LatentUpPath(self.shape, self.dtype)
         self.unet = ConsistencyUNet(self.shape, self.dtype)
+        if self.shape.band_shortcut:
+            self.band_readout = BandReadout(self.shape)
 
     def encode(self, spec: Array) -> Array:
         """spec: [batch, freq, frames, 2] -> raw latents [batch, frames / time_reduction, latent_dim]."""
@@ -277,9 +337,17 @@ class CAE(nn.Module):
         """c_in-scaled noisy spec [batch, freq, frames, 2], sigma [batch] -> backbone output F."""
         return self.unet(x_in, sigma, pyramid)
 
+    def readout(self, latents: Array) -> Array:
+        """raw latents -> predicted band energies [batch, latent_frames, band_shortcut] (band_shortcut only)."""
+        return self.band_readout(latents)
+
     def __call__(self, spec: Array, sigma: Array) -> Array:
-        """Initialisation path through all three parts: spec -> latents -> maps -> F(spec, sigma)."""
-        return self.network(spec, sigma, self.pyramid(self.encode(spec)))
+        """Initialisation path through every part: spec -> latents -> maps -> F(spec, sigma), and the band
+        readout of the latents where there is one (its output is not returned)."""
+        latents = self.encode(spec)
+        if self.shape.band_shortcut:
+            self.readout(latents)
+        return self.network(spec, sigma, self.pyramid(latents))
 
 
 def analytic_flops(s: CAEShape, frames: int) -> dict[str, float]:

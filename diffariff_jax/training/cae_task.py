@@ -3,7 +3,9 @@
 Per batch {"audio": [batch, samples]} of mono crops: compressed complex STFT (padded to whole latent
 frames, exactly as `Autoencoder.encode` does) -> encoder -> latents -> up-path maps -> consistency loss
 of the UNet conditioned on them (diffusion/consistency.py). Gradients reach the encoder through the
-student branch; the target branch is stop-gradient. The grid gap decays over config.train.num_steps.
+student branch; the target branch is stop-gradient. With the band-energy shortcut, the band readout
+(models/cae.py) learns the input's band energies from the latents (L1, both sides stop-gradient, so the
+codec trains as it did without it). The grid gap decays over config.train.num_steps.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from diffariff_jax.audio.mel_loss import log_mel_l1, mel_filterbank
 from diffariff_jax.autoencoder import cae_parts
-from diffariff_jax.models.cae import CAE, analytic_flops
+from diffariff_jax.models.cae import CAE, analytic_flops, band_energies
 
 PyTree = Any
 
@@ -65,6 +67,12 @@ class CAETask:
             mel = jnp.mean(log_mel_l1(self.stft, student, spec, self.mel_filterbank, float(self.recon.range_db)))
             loss = loss + float(self.recon.mel_weight) * mel
             metrics["mel_l1"] = mel
+        if self.shape.band_shortcut:  # the readout that decoding matches bands to; it trains on its own
+            target = jax.lax.stop_gradient(band_energies(self.shape, spec))
+            predicted = self.model.apply(params, jax.lax.stop_gradient(raw), method=CAE.readout)
+            readout = jnp.mean(jnp.abs(predicted - target))
+            loss = loss + readout
+            metrics["band_readout_l1"] = readout
         metrics["latent_std"] = jnp.std(raw) / float(self.config.inference.latent_scale)
         return loss, metrics
 

@@ -7,6 +7,7 @@
 Consistency decoding (sigma_data sd, sigma_min s0): f(x, s) = c_skip x + c_out F(c_in x, s) with
     c_skip = sd^2 / ((s - s0)^2 + sd^2),  c_out = sd (s - s0) / sqrt(sd^2 + s^2),  c_in = 1 / sqrt(s^2 + sd^2);
 start from N(0, s_max^2), denoise, re-noise to the next level of the rho grid with std sqrt(s^2 - s0^2), repeat.
+With `inference.band_renorm`, the decoded spectrogram's bands are then matched to the band readout's.
 Long clips are cut into windows of `inference.chunk_frames` latent frames, as the JAX Autoencoder does.
 This file imports only torch and numpy (and the package's own modules).
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cae import ConsistencyUNet, Encoder, LatentUpPath, time_reduction
+from .cae import BandReadout, ConsistencyUNet, Encoder, LatentUpPath, band_matrix, match_band_energies, time_reduction
 from .folder import read_folder, write_folder
 from .sampling import NoiseFn, generator_noise
 from .stft import Stft
@@ -33,6 +34,13 @@ class ConsistencyAutoencoder(nn.Module):
         self.config = config
         shape = dict(config["model"])
         self.encoder, self.up_path, self.unet = Encoder(shape), LatentUpPath(shape), ConsistencyUNet(shape)
+        if shape.get("band_shortcut", 0):
+            self.band_readout = BandReadout(shape)
+            self.register_buffer("bands", band_matrix(shape), persistent=False)
+        inference = config["inference"]  # band_renorm: the most dB a band is raised by, or None: no matching
+        self.band_renorm = (float(inference.get("band_renorm_max_gain_db", 12.0))
+                            if inference.get("band_renorm", False) else None)
+        self.shape = shape
         self.stft = Stft(config["stft"])
         self.consistency = config["consistency"]
         self.time_reduction = time_reduction(shape)
@@ -103,6 +111,8 @@ class ConsistencyAutoencoder(nn.Module):
                 if k + 1 < steps:
                     std = math.sqrt(float(sigmas[k + 1]) ** 2 - s0**2)
                     x = pred + std * noise("decode", shape, chunk, k + 1).to(device)
+            if self.band_renorm is not None:
+                pred = match_band_energies(self.shape, self.bands, pred, self.band_readout(window), self.band_renorm)
             waves.append(self.stft.spec_to_wave(pred, shape[-1] * self.stft.hop))
         wav = torch.cat(waves, dim=1)[:, :num_samples or latents.shape[1] * self.hop_samples]
         return wav.clamp(-1.0, 1.0)

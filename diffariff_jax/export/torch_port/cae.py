@@ -165,6 +165,30 @@ def band_energies(s: dict, matrix: torch.Tensor, spec: torch.Tensor) -> torch.Te
     return (torch.log10(bands + 1e-6) + 2.0) / 2.0
 
 
+def match_band_energies(s: dict, matrix: torch.Tensor, spec: torch.Tensor, target: torch.Tensor,
+                        max_gain_db: float = 60.0) -> torch.Tensor:
+    """spec [batch, 2, freq, frames] with target bands [batch, frames / time_reduction, bands] -> spec with
+    every bin scaled by its bands' mean log gain (each band's in [-60 dB, max_gain_db]), linear in time
+    between latent-frame centres (models/cae.py)."""
+    log_gain = target - band_energies(s, matrix, spec)  # log10 magnitude gain: SPREAD / 2 = 1
+    log_gain = log_gain.clamp(-3.0, max_gain_db / 20.0)
+    log_gain = F.interpolate(log_gain.transpose(1, 2), size=spec.shape[-1], mode="linear", align_corners=False)
+    spread = matrix / matrix.sum(dim=0, keepdim=True).clamp(min=1e-12)  # each bin's share of its bands
+    per_bin = torch.einsum("bnt,nf->bft", log_gain, spread)
+    return spec * torch.pow(10.0, per_bin)[:, None]
+
+
+class BandReadout(nn.Module):
+    """raw latents [batch, frames, latent_dim] -> predicted band energies [batch, frames, bands]."""
+
+    def __init__(self, s: dict):
+        super().__init__()
+        self.dense = nn.Linear(s["latent_dim"], s["band_shortcut"])
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.dense(latents.clamp(-1.0, 1.0))
+
+
 def channels(s: dict, level: int) -> int:
     return s["base_channels"] * s["multipliers"][level]
 

@@ -158,8 +158,8 @@ def _demo_config() -> ml_collections.ConfigDict:
     config.inference.latent_scale = 0.54
     config.model.update(band_shortcut=64, sample_rate=config.data.sample_rate)
     # The one-step decode comes out about 12 dB quiet with a dull envelope; matching its bands to what the
-    # latent records fixes both (docs/demo.md, eval on the test songs: round trip 10.1 -> 9.2 dB log-mel,
-    # instrument accuracy 41 -> 56 %).
+    # latent records fixes both (docs/demo.md, eval on the test songs, same weights: round trip 9.9 ->
+    # 9.2 dB log-mel, instrument accuracy 41 -> 53 %).
     config.inference.band_renorm = True
     config.recon = ml_collections.ConfigDict({"mel_weight": 1.0, "n_mels": 64, "range_db": 80.0})
     config.train.update({"batch_size": 4, "num_steps": 1200, "lr_schedule": "cosine", "final_lr_ratio": 0.1,

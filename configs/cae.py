@@ -157,7 +157,7 @@ def _demo_config() -> ml_collections.ConfigDict:
     # only divides at inference: training is unchanged.
     config.inference.latent_scale = 0.54
     config.model.update(band_shortcut=64, sample_rate=config.data.sample_rate)
-    # The one-step decode comes out about 12 dB quiet with a dull envelope; matching its bands to what the
+    # The one-step decode comes out 9 to 12 dB quiet with a dull envelope; matching its bands to what the
     # latent records fixes both (docs/demo.md, eval on the test songs, same weights: round trip 9.9 ->
     # 9.2 dB log-mel, instrument accuracy 41 -> 53 %).
     config.inference.band_renorm = True

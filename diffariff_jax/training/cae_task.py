@@ -4,8 +4,9 @@ Per batch {"audio": [batch, samples]} of mono crops: compressed complex STFT (pa
 frames, exactly as `Autoencoder.encode` does) -> encoder -> latents -> up-path maps -> consistency loss
 of the UNet conditioned on them (diffusion/consistency.py). Gradients reach the encoder through the
 student branch; the target branch is stop-gradient. With the band-energy shortcut, the band readout
-(models/cae.py) learns the input's band energies from the latents (L1, both sides stop-gradient, so the
-codec trains as it did without it). The grid gap decays over config.train.num_steps.
+(models/cae.py) learns the input's band energies from the latents (L1, both sides stop-gradient: its
+gradient reaches only its own weights, though it counts in the global-norm clip). The grid gap decays
+over config.train.num_steps.
 """
 from __future__ import annotations
 

@@ -172,3 +172,19 @@ def test_a_step_another_run_failed_to_restore_is_skipped_and_set_aside_with_its_
     manager.close()
     assert step == 1
     assert (notes / "2" / "step-2.process-1.txt").exists() and not (notes / "step-2.process-1.txt").exists()
+
+
+@pytest.mark.parametrize("message, transient", [
+    # a damaged step: tensorstore names its data file, a random hex name that can hold "503" or "429"
+    ('NOT_FOUND: Error reading Byte range [0, 468) of local file "/tmp/x/checkpoints/3/state/d/'
+     'f9d5034290b00b8fba5518a3a87f5e"', False),
+    ("NOT_FOUND: /tmp/run-503/checkpoints/3/state/d/a429ff is missing", False),
+    ("DEADLINE_EXCEEDED: reading gs://b/run/checkpoints/2/state", True),
+    ("UNAVAILABLE: Connection to storage.googleapis.com failed", True),
+    ("GET gs://b/x: HTTP 503", True),
+    ("request failed with status code: 429", True),
+    ("503 Service Unavailable", True),
+    ('DATA_LOSS: Error reading "step/.zarray": "timed out" in a path', False),
+])
+def test_only_storage_trouble_counts_as_transient(message, transient):
+    assert ckpt.is_transient(ValueError(message)) is transient

@@ -27,22 +27,36 @@ def _loss(model: UNet1D, params, inputs):
 
 @pytest.fixture(scope="module")
 def params():
-    """Random (not zero-initialised) params, so every layer's gradient is non-trivial."""
+    """Random params (no layer at its zero or unit init), so every layer's gradient is non-trivial."""
     cfg = get_config("tiny")
     cfg.model.dropout = 0.1  # dropout inside remat must replay the same mask
-    fresh = UNet1D.from_config(cfg.model).init(jax.random.PRNGKey(0), *_inputs())
+
+    fresh = jax.eval_shape(UNet1D.from_config(cfg.model).init, jax.random.PRNGKey(0), *_inputs())
     leaves, tree = jax.tree.flatten(fresh)
-    keys = jax.random.split(jax.random.PRNGKey(5), len(leaves))
-    return cfg, jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    # numpy draws: compiling a JAX random draw per leaf cost more than the gradients under test
+    rng = np.random.default_rng(5)
+    return cfg, jax.tree.unflatten(tree, [jnp.asarray(0.3 * rng.standard_normal(p.shape), p.dtype) for p in leaves])
+
+
+def _value_and_grad(model: UNet1D, params):
+    return jax.jit(jax.value_and_grad(lambda q: _loss(model, q, _inputs())))(params)
+
+
+@pytest.fixture(scope="module")
+def plain(params):
+    """The model without remat, its loss and its gradients: the reference both modes must reproduce."""
+    cfg, p = params
+    model = UNet1D.from_config(cfg.model, remat="none")
+    return (model, *_value_and_grad(model, p))
 
 
 @pytest.mark.parametrize("mode, checkpoints", [("block", 10), ("full", 1)])
-def test_remat_same_params_same_gradients_and_recomputes(params, mode, checkpoints):
+def test_remat_same_params_same_gradients_and_recomputes(params, plain, mode, checkpoints):
     cfg, p = params
-    plain, remat = (UNet1D.from_config(cfg.model, remat=m) for m in ("none", mode))
-    assert jax.tree.structure(remat.init(jax.random.PRNGKey(0), *_inputs())) == jax.tree.structure(p)
-    loss_plain, grads_plain = jax.value_and_grad(lambda q: _loss(plain, q, _inputs()))(p)
-    loss_remat, grads_remat = jax.value_and_grad(lambda q: _loss(remat, q, _inputs()))(p)
+    plain, loss_plain, grads_plain = plain
+    remat = UNet1D.from_config(cfg.model, remat=mode)
+    assert jax.tree.structure(jax.eval_shape(remat.init, jax.random.PRNGKey(0), *_inputs())) == jax.tree.structure(p)
+    loss_remat, grads_remat = _value_and_grad(remat, p)
     assert float(loss_remat) == pytest.approx(float(loss_plain), rel=1e-6)
     for a, b in zip(jax.tree.leaves(grads_remat), jax.tree.leaves(grads_plain)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

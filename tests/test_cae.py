@@ -9,6 +9,7 @@ from configs.cae import get_config
 from diffariff_jax.audio.io import AudioError
 from diffariff_jax.autoencoder import Autoencoder
 from diffariff_jax.models.cae import CAE, analytic_flops
+from diffariff_jax.testing.random_cae import random_params_like
 from diffariff_jax.training.cae_task import CAETask
 from diffariff_jax.training.checkpoint import CheckpointError, save_release
 
@@ -16,10 +17,11 @@ from diffariff_jax.training.checkpoint import CheckpointError, save_release
 @pytest.fixture(scope="module")
 def ae():
     config = get_config("tiny")
-    config.model.zero_init = False  # a decoder that is not the identity at init, so tests see it
     config.inference.chunk_frames = 118  # 10 s windows: the 10 s test and the 35 s test share compilations
-    task = CAETask(config)
-    return Autoencoder(config, task.init_params(jax.random.PRNGKey(0)))
+    # Random weights (no layer zero-initialised, so the decoder is not the identity and tests see it), drawn
+    # in numpy: compiling the Flax init took 18 s here and these tests do not depend on it.
+    shapes = jax.eval_shape(CAETask(config).init_params, jax.random.PRNGKey(0))
+    return Autoencoder(config, random_params_like(shapes))
 
 
 def noise(shape, seed=0):

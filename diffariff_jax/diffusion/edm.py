@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from diffariff_jax.models.init_compile import jit_init
 from diffariff_jax.models.unet1d import UNet1D
 
 PyTree = Any
@@ -81,7 +82,7 @@ class Denoiser:
         clap = jnp.zeros((1, self.clap_dim), jnp.float32)
         # jit: one compiled init instead of compiling every initializer op eagerly (much faster on
         # CPU); inside a caller's jit (sharded init) this simply inlines.
-        init = jax.jit(lambda k: self.model.init(k, x, jnp.zeros((1,)), x, clap, jnp.zeros((1,), bool)))
+        init = jit_init(lambda k: self.model.init(k, x, jnp.zeros((1,)), x, clap, jnp.zeros((1,), bool)))
         return init(key)["params"]
 
     def __call__(self, params: PyTree, x: jax.Array, sigma: jax.Array, *, context: jax.Array,

@@ -20,6 +20,7 @@ import numpy as np
 from diffariff_jax.audio.mel_loss import log_mel_l1, mel_filterbank
 from diffariff_jax.autoencoder import cae_parts
 from diffariff_jax.models.cae import CAE, analytic_flops, band_energies
+from diffariff_jax.models.init_compile import jit_init
 
 PyTree = Any
 
@@ -52,7 +53,7 @@ class CAETask:
         frames = 2 * self.shape.time_reduction
         spec = jnp.zeros((1, self.shape.freq_bins, frames, self.shape.data_channels), jnp.float32)
         # jit: un-jitted Flax init dispatches (and compiles) every op on its own, which is far slower
-        return jax.jit(self.model.init)(key, spec, jnp.ones((1,), jnp.float32))
+        return jit_init(self.model.init)(key, spec, jnp.ones((1,), jnp.float32))
 
     def loss(self, params: PyTree, batch: dict[str, jax.Array], key: jax.Array,
              step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

@@ -39,7 +39,7 @@ $(STAMP): requirements.txt requirements-test.txt setup.py
 install: system-deps $(STAMP)
 
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not pipeline" tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) --durations=15 -m "not pipeline" tests
 
 test-pipeline: install
 	$(PY) -m pytest -q $(PYTEST_ARGS) -m pipeline tests

@@ -17,14 +17,14 @@ INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 def jit_init(fn: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any]:
     """jax.jit(fn, **jit_kwargs) compiled with INIT_COMPILER_OPTIONS. Called inside another trace (the
-    trainer's sharded init, eval_shape) it runs fn in that trace instead: JAX takes compiler options only
-    on a top-level jit, and the outer one decides how the whole program compiles."""
+    trainer's sharded init, eval_shape) it is a plain nested jit: JAX takes compiler options only on a
+    top-level jit, and there the outer one decides how the whole program compiles."""
     compiled = jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, **jit_kwargs)
+    nested = jax.jit(fn, **jit_kwargs)
 
     @functools.wraps(fn)
     def init(*args: Any) -> Any:
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
-            return fn(*args)
-        return compiled(*args)
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
+        return (nested if traced else compiled)(*args)
 
     return init

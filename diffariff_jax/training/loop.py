@@ -17,7 +17,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from diffariff_jax.models.init_compile import jit_init
 from diffariff_jax.training import checkpoint as ckpt
 from diffariff_jax.training import mesh as mesh_lib
 from diffariff_jax.training import state as state_lib
@@ -103,7 +102,9 @@ def abstract_state(task, config: ml_collections.ConfigDict, mesh) -> tuple[Any, 
 
 def init_state(task, config: ml_collections.ConfigDict, shardings: Any) -> Any:
     """A fresh TrainState created directly with its shardings (params never exist unsharded)."""
-    create = jit_init(functools.partial(state_lib.create_train_state, task), out_shardings=shardings)
+    # A plain jit, not models.init_compile's: the init inside is compiled as it always was, so a run started
+    # today draws the weights earlier runs (and docs/demo.md's numbers) drew.
+    create = jax.jit(functools.partial(state_lib.create_train_state, task), out_shardings=shardings)
     return create(jax.random.PRNGKey(int(config.train.seed)))
 
 

@@ -30,7 +30,6 @@ def params():
     """Random params (no layer at its zero or unit init), so every layer's gradient is non-trivial."""
     cfg = get_config("tiny")
     cfg.model.dropout = 0.1  # dropout inside remat must replay the same mask
-
     fresh = jax.eval_shape(UNet1D.from_config(cfg.model).init, jax.random.PRNGKey(0), *_inputs())
     leaves, tree = jax.tree.flatten(fresh)
     # numpy draws: compiling a JAX random draw per leaf cost more than the gradients under test

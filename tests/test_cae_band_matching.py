@@ -89,6 +89,7 @@ def test_the_readout_starts_as_the_linearised_inverse_of_the_shortcut():
     config = get_config("demo")
     task = CAETask(config)
     spec = random_spec(4, latent_frames=2)
+
     def encode_and_read(model: CAE, spec):  # initialises only the encoder and the readout: the rest is not read
         return model.readout(model.encode(spec))
 

@@ -20,7 +20,7 @@ def test_level_0_init_matches_the_default_compile_and_nests_in_a_jit():
     ours, default = jit_init(init)(key), jax.jit(init)(key)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(default)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
-    # JAX refuses compiler options on a nested jit; jit_init runs in the caller's trace instead.
+    # JAX refuses compiler options on a nested jit: there jit_init is a plain nested jit.
     nested = jax.jit(lambda k: jax.tree.map(lambda p: 2 * p, jit_init(init)(k)))(key)
     for a, b in zip(jax.tree.leaves(nested), jax.tree.leaves(default)):
         np.testing.assert_allclose(np.asarray(a), 2 * np.asarray(b), rtol=1e-6, atol=1e-7)

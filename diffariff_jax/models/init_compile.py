@@ -3,7 +3,8 @@
 An init runs once per run, so optimising its machine code only costs start-up: on this project's 2-core CPU
 the `tiny` CAE's init compiled in 16 s at XLA's default level (the partitionable threefry draws of its 325
 leaves are most of it) and in 6 s at level 0. The parameters differ from a default-level compile by at most
-one float32 ulp (measured), so an init is as reproducible as before, run to run and device to device.
+one float32 ulp (measured), so an init is as reproducible as before, run to run and device to device. The trainer's sharded init
+(training/loop.py) is a jit of its own, with the init nested in it, and compiles as it always did.
 """
 from __future__ import annotations
 

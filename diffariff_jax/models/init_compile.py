@@ -16,12 +16,12 @@ import jax
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-def jit_init(fn: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any]:
-    """jax.jit(fn, **jit_kwargs) compiled with INIT_COMPILER_OPTIONS. Called inside another trace (the
+def jit_init(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """jax.jit(fn) compiled with INIT_COMPILER_OPTIONS. Called inside another trace (the
     trainer's sharded init, eval_shape) it is a plain nested jit: JAX takes compiler options only on a
     top-level jit, and there the outer one decides how the whole program compiles."""
-    compiled = jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS, **jit_kwargs)
-    nested = jax.jit(fn, **jit_kwargs)
+    compiled = jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS)
+    nested = jax.jit(fn)
 
     @functools.wraps(fn)
     def init(*args: Any) -> Any:
